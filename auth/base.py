@@ -1,0 +1,112 @@
+"""The identity-provider contract shared by token, password and hub auth.
+
+Nothing here imports a web framework: a provider sees a `RequestInfo` and
+returns an `AuthResult`; the web adapter does the HTTP side effects.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """The authenticated identity, in the shape of Jupyter Server's `/api/me`."""
+
+    username: str
+    name: str = ""
+    display_name: str = ""
+    initials: str | None = None
+    avatar_url: str | None = None
+    color: str | None = None
+    # How the request was authenticated: "token" (header or query),
+    # "cookie" (browser session; XSRF applies) or "hub".
+    via: str = "token"
+    scopes: frozenset[str] = frozenset({"*"})
+
+    def model(self) -> dict[str, Any]:
+        """The `identity` object of `/api/me`."""
+        return {
+            "username": self.username,
+            "name": self.name or self.username,
+            "display_name": self.display_name or self.name or self.username,
+            "initials": self.initials,
+            "avatar_url": self.avatar_url,
+            "color": self.color,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestInfo:
+    """What a provider may look at: all plain data, no framework objects.
+
+    `cookies` holds cookie values already verified by the adapter's signing
+    key (forged or tampered cookies never reach a provider).
+    """
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    cookies: Mapping[str, str]
+    remote_ip: str = ""
+    secure: bool = False
+
+
+@dataclasses.dataclass
+class AuthResult:
+    """A provider's answer.
+
+    `user` is None when the request is anonymous.  `set_cookie` asks the
+    adapter to start a browser session for this user (e.g. after `?token=`),
+    `error` carries a message worth showing (wrong token, expired, locked out).
+    """
+
+    user: User | None = None
+    set_cookie: bool = False
+    error: str | None = None
+    status: int = 401
+
+
+def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
+    """Compare secrets without leaking their length of common prefix."""
+    if isinstance(a, str):
+        a = a.encode("utf-8", "surrogatepass")
+    if isinstance(b, str):
+        b = b.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(a, b)
+
+
+class IdentityProvider(abc.ABC):
+    """Turns a request's credentials into a `User`.
+
+    Subclasses implement `authenticate`.  `login_url` is where a browser
+    without credentials is sent (None: answer 401/403 instead).  A provider
+    that has a login form implements `login` as well.
+    """
+
+    #: Name of the signed browser-session cookie the adapter manages.
+    cookie_name: str = "zasperhub-session"
+
+    @abc.abstractmethod
+    async def authenticate(self, request: RequestInfo) -> AuthResult:
+        """Identify the sender of `request`; never raises for bad credentials."""
+
+    def login_url(self) -> str | None:
+        """Path (below base_url) of the login page, or None when there is none."""
+        return None
+
+    def logout_url(self) -> str | None:
+        """Path (below base_url) that ends the browser session, or None."""
+        return None
+
+    def session_fingerprint(self) -> str:
+        """A value stored in the session cookie and checked on every request.
+
+        Changing it (new token, new password) invalidates existing sessions.
+        """
+        return ""

@@ -1,0 +1,89 @@
+"""Token identity: the default for a single-user server.
+
+Accepted in `Authorization: token T` / `Authorization: Bearer T`, as
+`?token=T` (which then starts a browser session cookie, so the token can be
+dropped from the URL), or through that signed session cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+
+from zasperhub.auth.base import AuthResult, IdentityProvider, RequestInfo, User, constant_time_equal
+
+#: Tokens longer than this are rejected before any comparison work.
+MAX_TOKEN_LENGTH = 4096
+
+
+def generate_token() -> str:
+    """A fresh random token (48 hex chars, like Jupyter's)."""
+    return secrets.token_hex(24)
+
+
+def token_from_environment() -> str | None:
+    """The token set through the environment, the way Jupyter users know it."""
+    for name in ("ZASPERHUB_TOKEN", "JUPYTER_TOKEN"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    path = os.environ.get("JUPYTER_TOKEN_FILE")
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    return None
+
+
+def header_token(request: RequestInfo) -> str | None:
+    """The token carried by an `Authorization: token|bearer` header, if any."""
+    value = request.headers.get("Authorization", "")
+    scheme, _, credential = value.strip().partition(" ")
+    if scheme.lower() in ("token", "bearer") and credential.strip():
+        return credential.strip()
+    return None
+
+
+class TokenIdentityProvider(IdentityProvider):
+    """Authenticates requests that present the server's token.
+
+    An empty token disables authentication entirely (every request is the
+    local user) — only ever chosen explicitly by the operator.
+    """
+
+    def __init__(self, token: str, username: str = "zasper", cookie_name: str = "zasperhub-session") -> None:
+        self.token = token
+        self.username = username
+        self.cookie_name = cookie_name
+
+    def _user(self, via: str) -> User:
+        return User(username=self.username, name=self.username, display_name=self.username, via=via)
+
+    def check_token(self, candidate: str | None) -> bool:
+        """Constant-time check of a presented token."""
+        if candidate is None or len(candidate) > MAX_TOKEN_LENGTH:
+            return False
+        return constant_time_equal(candidate, self.token)
+
+    def session_fingerprint(self) -> str:
+        # A new token logs out every browser that used the old one.
+        return hashlib.sha256(("token:" + self.token).encode()).hexdigest()[:16]
+
+    async def authenticate(self, request: RequestInfo) -> AuthResult:
+        if not self.token:
+            return AuthResult(user=self._user("token"))
+        presented = header_token(request)
+        if presented is not None:
+            if self.check_token(presented):
+                return AuthResult(user=self._user("token"))
+            return AuthResult(error="Invalid token", status=403)
+        query_token = request.query.get("token")
+        if query_token:
+            if self.check_token(query_token):
+                return AuthResult(user=self._user("token"), set_cookie=True)
+            return AuthResult(error="Invalid token", status=403)
+        if request.cookies.get(self.cookie_name):
+            # The adapter only passes cookies whose signature and fingerprint
+            # it verified, so presence means a valid session.
+            return AuthResult(user=self._user("cookie"))
+        return AuthResult(error="Authentication required: pass the server's token")

@@ -1,0 +1,3 @@
+"""Handlers for channels (being written)."""
+
+handlers: list = []

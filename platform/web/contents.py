@@ -1,0 +1,3 @@
+"""Handlers for contents (being written)."""
+
+handlers: list = []

@@ -1,0 +1,3 @@
+"""Handlers for files (being written)."""
+
+handlers: list = []

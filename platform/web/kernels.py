@@ -1,0 +1,3 @@
+"""Handlers for kernels (being written)."""
+
+handlers: list = []

@@ -1,0 +1,3 @@
+"""Handlers for kernelspecs (being written)."""
+
+handlers: list = []

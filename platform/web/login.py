@@ -1,0 +1,3 @@
+"""Handlers for login (being written)."""
+
+handlers: list = []

@@ -1,0 +1,3 @@
+"""Handlers for sessions (being written)."""
+
+handlers: list = []

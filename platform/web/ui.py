@@ -1,0 +1,3 @@
+"""Handlers for ui (being written)."""
+
+handlers: list = []
