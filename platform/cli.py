@@ -15,3 +15,5 @@ def main(argv: list[str] | None = None) -> None:
 def singleuser_main(argv: list[str] | None = None) -> None:
     """`zasperhub-singleuser`: the same server as launched by JupyterHub."""
     run(sys.argv[1:] if argv is None else argv, hub_mode=True, open_browser=False)
+if __name__ == "__main__":
+    main()
