@@ -9,8 +9,13 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hmac
+import time
 from collections.abc import Mapping
 from typing import Any
+
+
+class AuthSetupError(Exception):
+    """Auth cannot start as configured (e.g. no password set); one-line message."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +61,11 @@ class RequestInfo:
     remote_ip: str = ""
     secure: bool = False
 
+    @property
+    def is_websocket(self) -> bool:
+        """True for a WebSocket upgrade (browsers can only put a token in its URL)."""
+        return self.headers.get("Upgrade", "").lower() == "websocket"
+
 
 @dataclasses.dataclass
 class AuthResult:
@@ -70,6 +80,21 @@ class AuthResult:
     set_cookie: bool = False
     error: str | None = None
     status: int = 401
+    # Ask the adapter to drop the browser's session (expired or revoked).
+    clear_session: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginOutcome:
+    """The answer to a login-form submission.
+
+    Exactly one of `user` (success) and `error` is set.  `retry_after` is the
+    number of seconds a throttled client must wait (the form answers 429).
+    """
+
+    user: User | None = None
+    error: str | None = None
+    retry_after: float = 0.0
 
 
 def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
@@ -91,6 +116,12 @@ class IdentityProvider(abc.ABC):
 
     #: Name of the signed browser-session cookie the adapter manages.
     cookie_name: str = "zasperhub-session"
+    #: Whether the adapter's own session cookie is used at all (the hub
+    #: provider keeps JupyterHub's OAuth cookie instead).
+    session_cookie: bool = True
+    #: Further signed cookies whose verified values the provider reads from
+    #: `RequestInfo.cookies` (e.g. the hub access token after OAuth).
+    credential_cookies: tuple[str, ...] = ()
 
     @abc.abstractmethod
     async def authenticate(self, request: RequestInfo) -> AuthResult:
@@ -103,6 +134,36 @@ class IdentityProvider(abc.ABC):
     def logout_url(self) -> str | None:
         """Path (below base_url) that ends the browser session, or None."""
         return None
+
+    #: What the login form asks for ("password", "token"), or None: no form.
+    login_secret_kind: str | None = None
+
+    async def login(self, secret: str, client: str) -> LoginOutcome:
+        """Check a login-form submission from `client` (its address).
+
+        Only providers with a `login_secret_kind` implement this.
+        """
+        return LoginOutcome(error="This server has no login form")
+
+    #: Logged-out sessions remembered at most (a signed cookie stays valid
+    #: until it expires, so logout must revoke it server-side).
+    max_revoked_sessions: int = 10000
+
+    def revoke_session(self, session_id: str, until: float) -> None:
+        """Refuse the session `session_id` from now until `until` (epoch seconds)."""
+        revoked: dict[str, float] = self.__dict__.setdefault("_revoked_sessions", {})
+        now = time.time()
+        if len(revoked) >= self.max_revoked_sessions:
+            for sid in [k for k, v in revoked.items() if v < now]:
+                del revoked[sid]
+            while len(revoked) >= self.max_revoked_sessions:
+                del revoked[next(iter(revoked))]
+        revoked[session_id] = until
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether a session was ended by logout."""
+        until = self.__dict__.get("_revoked_sessions", {}).get(session_id)
+        return until is not None and until > time.time()
 
     def session_fingerprint(self) -> str:
         """A value stored in the session cookie and checked on every request.

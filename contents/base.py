@@ -18,6 +18,21 @@ Errors are the built-in `OSError` family, raised with the API path as
 
 Backends must never expose anything outside their root, and all blocking
 I/O must run off the event loop (e.g. `asyncio.to_thread`).
+
+Plugging in a backend: register the class in the entry-point group
+`zasperhub.contents` under its URL scheme (`s3 = "pkg.mod:S3Backend"`), and
+give it a constructor from a URL::
+
+    @classmethod
+    def from_url(cls, url: str, *, root_dir: str, parent) -> Backend
+
+`url` is what the user passed to `--contents` (e.g. `s3://bucket/prefix`),
+`root_dir` the server's root directory, `parent` the traitlets application
+(so a backend may be a `Configurable` with `parent=parent` and read
+`--S3Backend.endpoint_url=…`-style settings).  Raise `ValueError` for a bad
+URL.  `zasperhub.contents.registry` imports the class only when its scheme is
+used, and names the extra to install if the import fails.  The conformance
+suite in `tests/contents/` must pass against every backend.
 """
 
 from __future__ import annotations

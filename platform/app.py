@@ -109,16 +109,29 @@ class ZasperApp(Application):
 
     @default("token")
     def _default_token(self) -> str:
-        return token_from_environment() or generate_token()
+        configured = token_from_environment()
+        if configured:
+            return configured
+        # A generated token is shown in the start-up URL; one the user chose
+        # never is (it may be reused elsewhere, and logs are shared).
+        self.token_generated = True
+        return generate_token()
 
     @default("cookie_secret")
     def _default_cookie_secret(self) -> bytes:
+        if self.protected and not self.hub_mode:
+            # Password sessions survive a restart: the key is kept (0600)
+            # in the user's config dir.
+            from zasperhub.auth.paths import load_or_create_cookie_secret
+
+            return load_or_create_cookie_secret()
         return secrets.token_bytes(32)
 
     # -- lifecycle -----------------------------------------------------------------
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.started = utcnow()
+        self.token_generated = False
         self._last_api_activity = self.started
         self._stop_event: asyncio.Event | None = None
         self.identity_provider: IdentityProvider
@@ -140,6 +153,10 @@ class ZasperApp(Application):
             self.load_config_file(filename, path=directory)
             # Command-line values win over the file's.
             self.update_config(self.cli_config)
+        if self.hub_mode:
+            from zasperhub.auth.hub import apply_hub_environment
+
+            apply_hub_environment(self)
         self._configure_logging()
 
     def _configure_logging(self) -> None:
@@ -153,16 +170,22 @@ class ZasperApp(Application):
     # -- components ---------------------------------------------------------------
     def make_identity_provider(self) -> IdentityProvider:
         """Token auth by default; password or hub auth when configured."""
+        from zasperhub.auth.base import AuthSetupError
+        from zasperhub.auth.throttle import LoginThrottle
+
         cookie = f"zasperhub-session-{self.port}"
-        if self.hub_mode:
-            from zasperhub.auth.hub import make_hub_provider
+        try:
+            if self.hub_mode:
+                from zasperhub.auth.hub import make_hub_provider
 
-            return make_hub_provider(self)
-        if self.protected:
-            from zasperhub.auth.password import make_password_provider
+                return make_hub_provider(self)
+            if self.protected:
+                from zasperhub.auth.password import make_password_provider
 
-            return make_password_provider(self)
-        return TokenIdentityProvider(self.token, cookie_name=cookie)
+                return make_password_provider(self)
+        except AuthSetupError as e:
+            raise StartupError(str(e)) from None
+        return TokenIdentityProvider(self.token, cookie_name=cookie, throttle=LoginThrottle(parent=self))
 
     def init_components(self) -> None:
         """Build storage, kernels and sessions (heavy backends import lazily)."""
@@ -173,7 +196,10 @@ class ZasperApp(Application):
         if not os.path.isdir(self.root_dir):
             raise StartupError(f"Root directory does not exist: {self.root_dir}")
         self.identity_provider = self.make_identity_provider()
-        self.contents_manager = open_contents(self.contents_url, root_dir=self.root_dir, parent=self)
+        try:
+            self.contents_manager = open_contents(self.contents_url, root_dir=self.root_dir, parent=self)
+        except ValueError as e:  # ContentsConfigError: unknown scheme, missing extra, bad URL
+            raise StartupError(str(e)) from None
         self.kernel_registry = KernelRegistry(parent=self, root_dir=self.root_dir)
         self.session_manager = SessionManager(parent=self, kernel_registry=self.kernel_registry, contents_manager=self.contents_manager)
 
@@ -195,6 +221,11 @@ class ZasperApp(Application):
             "websocket_max_message_size": 256 * 1024 * 1024,
             "compress_response": True,
         }
+        if self.hub_mode:
+            from zasperhub.auth.hub import hub_version
+
+            # The hub reads this on every response to spot version skew.
+            settings["extra_headers"] = {"X-JupyterHub-Version": hub_version()}
         return web.Application(routes.collect_handlers(self.base_url), **settings)
 
     # -- activity ------------------------------------------------------------------
@@ -221,8 +252,8 @@ class ZasperApp(Application):
         if ":" in host:
             host = f"[{host}]"
         url = f"http://{host}:{self.bound_port}{self.base_url}"
-        if isinstance(self.identity_provider, TokenIdentityProvider) and self.token:
-            url += f"?token={self.token}"
+        if type(self.identity_provider) is TokenIdentityProvider and self.token:
+            url += f"?token={self.token}" if self.token_generated else "?token=..."
         return url
 
     def bind(self) -> list[Any]:

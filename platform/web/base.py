@@ -18,6 +18,7 @@ from tornado import web
 
 from zasperhub.auth import web as auth_web
 from zasperhub.auth.base import User
+from zasperhub.platform.web.util import url_path_join
 
 if TYPE_CHECKING:
     from zasperhub.platform.app import ZasperApp
@@ -37,6 +38,8 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Statuses a provider may ask for when it refuses a request.
+DENY_STATUSES = frozenset({401, 403, 429, 503})
 
 
 def status_for_exception(exc: BaseException) -> int | None:
@@ -115,24 +118,60 @@ class BaseHandler(web.RequestHandler):
         parsed = urlparse(origin)
         return bool(parsed.netloc) and parsed.netloc.lower() == (self.request.host or "").lower()
 
+    def check_origin(self, origin: str) -> bool:
+        """WebSocket handlers' Origin check (tornado calls it with the Origin header)."""
+        return self.origin_allowed()
+
     # -- authentication ---------------------------------------------------
+    @property
+    def is_websocket_request(self) -> bool:
+        """True for a WebSocket upgrade request."""
+        return self.request.headers.get("Upgrade", "").lower() == "websocket"
+
     async def prepare(self) -> None:  # type: ignore[override]
         if not self.host_allowed():
             log.warning("Blocked request with Host header %r (DNS rebinding guard)", self.request.host)
             raise web.HTTPError(403, "Host not allowed", reason="Host not allowed")
-        self.zasper.note_activity(self)
+        if self.is_websocket_request and not self.origin_allowed():
+            # Browsers send cookies with cross-site WebSocket upgrades, and
+            # there is no XSRF token on them: the Origin check is the guard.
+            log.warning("Blocked WebSocket from Origin %r", self.request.headers.get("Origin"))
+            raise web.HTTPError(403, "Origin not allowed", reason="Origin not allowed")
+        if self.auth_required is None:
+            raise web.HTTPError(500, f"{type(self).__name__} does not declare auth_required")
         provider = self.zasper.identity_provider
         result = await auth_web.authenticate(self, provider, self.zasper.session_max_age)
         self.current_user = result.user
-        if self.auth_required is None:
-            raise web.HTTPError(500, f"{type(self).__name__} does not declare auth_required")
         if self.auth_required and result.user is None:
-            self.deny(result.status if result.error and result.status == 403 else 401, result.error or "Unauthorized")
+            self.deny(result.status if result.status in DENY_STATUSES else 401, result.error or "Unauthorized")
             return
-        if result.user is not None and result.user.via == "cookie" and self.request.method in UNSAFE_METHODS:
-            # Only browser sessions need XSRF: a token header cannot be forged
-            # cross-site.
-            self.check_xsrf_cookie()
+        if result.user is not None:
+            self.zasper.note_activity(self)
+            if result.user.via == "cookie":
+                if self.request.method in UNSAFE_METHODS:
+                    # Only browser sessions need XSRF: a token header cannot be
+                    # forged cross-site.
+                    self.check_xsrf_cookie()
+                elif self.request.method == "GET" and not self.get_cookie("_xsrf"):
+                    # Give the browser the token its scripts echo back in
+                    # X-XSRFToken (JupyterLab's client does this).
+                    self.xsrf_token  # noqa: B018 - the property sets the cookie
+            if result.set_cookie and self._strip_token_from_url():
+                return
+
+    def _strip_token_from_url(self) -> bool:
+        """After `?token=` started a session on a page, drop the token from the URL.
+
+        Keeps credentials out of history, bookmarks and Referer headers.
+        Returns True when a redirect was sent.
+        """
+        if self.request.method != "GET" or not self.redirect_to_login or self.is_websocket_request:
+            return False
+        from urllib.parse import urlencode
+
+        query = [(k, v.decode("utf-8", "replace")) for k, vs in self.request.query_arguments.items() if k != "token" for v in vs]
+        self.redirect(self.request.path + ("?" + urlencode(query) if query else ""))
+        return True
 
     def check_xsrf_cookie(self) -> None:
         """XSRF is checked in `prepare` for cookie-authenticated writes only."""
@@ -140,12 +179,36 @@ class BaseHandler(web.RequestHandler):
             return
         super().check_xsrf_cookie()
 
+    #: Whether a browser asking for this handler's page without credentials
+    #: is sent to the login page (pages) or answered 401/403 (API, WebSocket).
+    redirect_to_login: ClassVar[bool] = True
+
     def deny(self, status: int, message: str) -> None:
-        """Refuse an unauthenticated request (pages may redirect instead)."""
-        raise web.HTTPError(status, message, reason="Forbidden" if status == 403 else "Unauthorized")
+        """Refuse an unauthenticated request; browsers' page loads go to the login page."""
+        provider = self.zasper.identity_provider
+        login = provider.login_url()
+        if (
+            status == 401
+            and login is not None
+            and self.redirect_to_login
+            and self.request.method in ("GET", "HEAD")
+            and not self.is_websocket_request
+        ):
+            from tornado.httputil import url_concat
+
+            next_url = self.request.path
+            self.redirect(url_concat(url_path_join(self.base_url, login), {"next": next_url}))
+            raise web.Finish()
+        reasons = {401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests", 503: "Service Unavailable"}
+        raise web.HTTPError(status, "%s", message, reason=reasons.get(status, "Forbidden"))
 
     def get_current_user(self) -> User | None:
-        return getattr(self, "current_user", None)
+        return getattr(self, "_current_user", None)
+
+    # -- logging without secrets -------------------------------------------
+    def _request_summary(self) -> str:
+        # tornado's version includes the query string, which may hold ?token=.
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
     # -- errors -------------------------------------------------------------
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:  # type: ignore[override]
@@ -153,23 +216,70 @@ class BaseHandler(web.RequestHandler):
         if value is not None and status is not None and not isinstance(value, web.HTTPError):
             log.warning("%s %s -> %s: %s", self.request.method, self.request.path, status, value)
             return
-        super().log_exception(typ, value, tb)
+        if isinstance(value, web.HTTPError):
+            if value.log_message:
+                message = value.log_message % value.args if value.args else value.log_message
+                log.warning("%d %s: %s", value.status_code, self._request_summary(), message)
+            return
+        # tornado's own version logs repr(request), whose URI may carry ?token=.
+        log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A small page saying what went wrong (HTTPError messages are meant for users)."""
+        import html
+
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = ""
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        title = f"{status_code} {html.escape(self._reason)}"
+        body = f"<p>{html.escape(message)}</p>" if message else ""
+        self.finish(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>")
 
 
 class APIHandler(BaseHandler):
     """JSON in, JSON out, errors as `{"message": …, "reason": …}`."""
 
     auth_required: ClassVar[bool | None] = None
+    redirect_to_login: ClassVar[bool] = False
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
+        self._set_cors_headers()
+
+    def _set_cors_headers(self) -> None:
+        """CORS is closed unless the operator allowed an origin; then echo it."""
+        origin = self.request.headers.get("Origin")
+        if not origin or not (self.settings.get("allow_origin") or self.settings.get("allow_origin_pat")):
+            return
+        if self.origin_allowed():
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+            self.set_header("Vary", "Origin")
 
     async def prepare(self) -> None:  # type: ignore[override]
         if not self.origin_allowed():
             raise web.HTTPError(403, "Origin not allowed", reason="Origin not allowed")
+        if self.request.method == "OPTIONS":
+            # CORS preflights carry no credentials; options() answers them.
+            if not self.host_allowed():
+                raise web.HTTPError(403, "Host not allowed", reason="Host not allowed")
+            return
         await super().prepare()
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """Answer a CORS preflight (the allowed origin was checked in prepare)."""
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+        self.set_header(
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type, X-XSRFToken, X-Requested-With, Accept",
+        )
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
 
     def get_json_body(self) -> Any:
         """The request body parsed as JSON whatever its Content-Type (clients send text/plain)."""

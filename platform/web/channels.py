@@ -1,3 +1,188 @@
-"""Handlers for channels (being written)."""
+"""The kernel WebSocket `/api/kernels/{id}/channels`: one client of a kernel's shared sockets.
 
-handlers: list = []
+Authentication, the Host check and the Origin check run before the upgrade
+(the same `BaseHandler.prepare` path as every request, plus `check_origin`).
+The wire format is negotiated from the offered subprotocols and handled by a
+codec; this module only moves frames.
+
+Outgoing frames are written straight to the connection's stream, several
+messages per write when the kernel produced them together, instead of one
+`write_message` task per message.  Bytes accepted but not yet flushed to the
+client are counted; a client more than `KernelRegistry.client_buffer_bytes`
+behind is disconnected with code 1013 (its messages are not dropped
+silently: it reconnects and, if it was the only client, gets what arrived
+meanwhile from the replay buffer).  Malformed client frames are logged and
+answered by closing the connection with 1007 and the reason; the kernel and
+its other clients are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import socket
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from tornado import web
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketHandler
+
+from zasperhub.platform.kernels.codec import Codec, FrameError, choose_subprotocol, codec_for
+from zasperhub.platform.web.base import BaseHandler
+
+log = logging.getLogger("zasperhub.kernels")
+
+_TEXT, _BINARY = 0x1, 0x2
+
+
+def frame_header(opcode: int, length: int) -> bytes:
+    """RFC 6455 header of a final, unmasked (server → client) frame."""
+    first = 0x80 | opcode
+    if length < 126:
+        return struct.pack("!BB", first, length)
+    if length <= 0xFFFF:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
+class KernelChannelsHandler(WebSocketHandler, BaseHandler):
+    """Relays one WebSocket client to and from its kernel."""
+
+    auth_required = True
+
+    def initialize(self) -> None:
+        self.kernel: Any = None
+        self.kernel_id = ""
+        self.session_id = ""
+        self.codec: Codec | None = None
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._pending = 0
+        self._closed = False
+
+    # -- before the upgrade ------------------------------------------------------
+    def check_origin(self, origin: str) -> bool:
+        allowed = self.origin_allowed()
+        if not allowed:
+            log.warning("Blocked kernel WebSocket from Origin %r", origin)
+        return allowed
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return choose_subprotocol(subprotocols)
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None  # compressing every small message costs more CPU than it saves
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        return int(self.zasper.kernel_registry.max_message_bytes)
+
+    async def get(self, kernel_id: str) -> None:  # type: ignore[override]
+        registry = self.zasper.kernel_registry
+        try:
+            kernel = registry.get(kernel_id)
+        except KeyError:
+            raise web.HTTPError(404, f"Kernel does not exist: {kernel_id}") from None
+        # The kernel_info handshake: accept clients only once the kernel answers.
+        if not await kernel.wait_ready(registry.kernel_info_timeout):
+            log.warning("Kernel %s is not answering kernel_info; connecting anyway", kernel_id)
+        self.kernel = kernel
+        self.kernel_id = kernel_id
+        self.session_id = self.get_query_argument("session_id", "") or ""
+        await super().get(kernel_id)
+
+    # -- connection ----------------------------------------------------------------
+    def open(self, kernel_id: str) -> None:  # type: ignore[override]
+        stream = self.ws_connection.stream if self.ws_connection is not None else None
+        if stream is not None and stream.socket is not None and stream.socket.family in (socket.AF_INET, socket.AF_INET6):
+            # Tornado leaves Nagle on; with small frames and delayed ACKs
+            # that stalls each message ~40 ms.
+            stream.set_nodelay(True)
+        self.codec = codec_for(self.selected_subprotocol)
+        if self.kernel is None or self.kernel.shutting_down:
+            self.close(1011, "kernel is gone")
+            return
+        log.debug("Client %s connected to kernel %s (%s)", self.session_id or "-", kernel_id, self.selected_subprotocol or "legacy")
+        self.kernel.attach(self)
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.kernel is None or self.codec is None or self._closed:
+            return
+        try:
+            channel, parts = self.codec.decode(message)
+            self.kernel.send_from_client(self, channel, parts)
+        except FrameError as e:
+            log.warning("Kernel %s: malformed frame from client %s: %s", self.kernel_id, self.session_id or "-", e)
+            self.close_with(1007, f"Malformed message: {e}")
+        except ConnectionError as e:
+            log.warning("Kernel %s: client message not delivered: %s", self.kernel_id, e)
+
+    def on_close(self) -> None:
+        self._closed = True
+        self._out.clear()
+        if self.kernel is not None:
+            self.kernel.detach(self)
+        if self.close_code == 1009 or (self.close_code is None and self.close_reason is None):
+            log.debug("Kernel %s: client %s closed (code %s)", self.kernel_id, self.session_id or "-", self.close_code)
+
+    def on_ping(self, data: bytes) -> None:
+        pass
+
+    # -- kernel → client (the Connection protocol) ----------------------------------
+    def deliver(self, channel: str, parts: Sequence[bytes]) -> None:
+        if self._closed or self.codec is None:
+            return
+        frame, binary = self.codec.encode(channel, parts)
+        self._out.append(frame_header(_BINARY if binary else _TEXT, len(frame)))
+        self._out.append(frame)  # type: ignore[arg-type]
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # Flush after the current batch of kernel messages: one write
+            # (and usually one TCP segment) for several messages.
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed or not self._out or self.ws_connection is None:
+            self._out.clear()
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        try:
+            future = self.ws_connection.stream.write(data)
+        except StreamClosedError:
+            return
+        if future.done():
+            future.exception()  # retrieve, so a closed stream is not logged as unhandled
+            return
+        self._pending += len(data)
+        future.add_done_callback(functools.partial(self._flushed, len(data)))
+        limit = self.zasper.kernel_registry.client_buffer_bytes
+        if self._pending > limit:
+            log.warning(
+                "Kernel %s: client %s is %d bytes behind (limit %d); disconnecting it",
+                self.kernel_id, self.session_id or "-", self._pending, limit,
+            )
+            self.close_with(1013, "Client too slow: send buffer limit exceeded; reconnect")
+
+    def _flushed(self, size: int, future: asyncio.Future[None]) -> None:
+        self._pending -= size
+        if not future.cancelled():
+            future.exception()
+
+    def close_with(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.kernel is not None:
+            self.kernel.detach(self)
+        # Close reasons are limited to 123 bytes on the wire.
+        self.close(code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
+
+
+handlers = [
+    (r"/api/kernels/(?P<kernel_id>[\w-]+)/channels", KernelChannelsHandler),
+]

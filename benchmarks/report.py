@@ -1,0 +1,234 @@
+"""Write a run's results: full JSON, a markdown table of ratios, PNG plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+LOAD_SCENARIOS = ("steady", "saturation", "overload", "ceiling")
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "os": platform.platform(), "python": platform.python_version()}
+
+
+def versions(servers: list[str]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for pkg in ("zasperhub", "jupyter_server", "ipykernel", "jupyter_client", "tornado", "pyzmq", "websockets"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _get(rec: dict[str, Any], *path: str) -> Any:
+    cur: Any = rec
+    for key in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def one_line(rec: dict[str, Any]) -> str:
+    """A short progress line for the console."""
+    if "error" in rec:
+        return "ERROR " + rec["error"][:300]
+    res = rec.get("result", {})
+    parts = [f"cold {rec.get('cold_start_s')}s", f"idle {rec.get('idle_rss_mb')}MB"]
+    if "replies" in res:
+        lat = res["reply_latency_ms"]
+        parts += [f"sent {res['sent']} replies {res['replies']} unanswered {res.get('unanswered')}",
+                  f"idle-missing {res.get('iopub_idle_missing')}", f"p50 {lat['p50']}ms p99 {lat['p99']}ms",
+                  f"srv {rec.get('server_cpu_s_per_1000')} cpu-s/1k", f"rss max {_get(rec, 'rss_load_mb', 'max')}MB",
+                  f"client {rec.get('client_cpu_pct')}%", f"dropped {res.get('dropped_ws')}"]
+    if "first_idle_ms" in res:
+        parts.append(f"kernel start p50 {res['first_idle_ms']['p50']}ms")
+    return ", ".join(str(p) for p in parts)
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _cell(zh: Any, js: Any, digits: int = 1) -> str:
+    """``zh / js (ratio×)``: the ratio is zasperhub divided by jupyter-server."""
+    text = f"{_fmt(zh, digits)} / {_fmt(js, digits)}"
+    if isinstance(zh, (int, float)) and isinstance(js, (int, float)) and js:
+        text += f" ({zh / js:.2f}×)"
+    return text
+
+
+def _pairs(records: list[dict[str, Any]], scenarios: tuple[str, ...]) -> list[tuple[tuple, dict[str, dict[str, Any]]]]:
+    groups: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for rec in records:
+        if rec["scenario"] in scenarios:
+            groups[(rec["scenario"], rec["kernels"], rec["rate"], rec["wire"])][rec["server"]] = rec
+    return sorted(groups.items(), key=lambda kv: (scenarios.index(kv[0][0]), kv[0][3], kv[0][1] * max(kv[0][2], 1)))
+
+
+def _loss(rec: dict[str, Any] | None) -> str:
+    if not rec:
+        return "–"
+    if "error" in rec:
+        return "error"
+    r = rec.get("result", {})
+    return f"{r.get('unanswered')}/{r.get('iopub_idle_missing')}/{r.get('dropped_ws')}/{r.get('dead_kernels')}"
+
+
+def markdown(run: dict[str, Any]) -> str:
+    recs = run["records"]
+    out = [f"Run {run['started']} ({run['duration_s']} s), command: `{run['command']}`", "",
+           "Machine: " + ", ".join(f"{k} {v}" for k, v in run["machine"].items()), "",
+           "Versions: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()), "",
+           "Cells read `zasperhub / jupyter-server (ratio)`; lower is better except replies/s.", ""]
+    rows = _pairs(recs, LOAD_SCENARIOS)
+    if rows:
+        out += ["| scenario | config | wire | server CPU-s / 1k round trips | reply p50 ms | reply p99 ms | idle p99 ms "
+                "| replies/s | server RSS max MB | /api/status p99 ms | lost: unanswered/idle-missing/dropped WS/dead "
+                "| client CPU % |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for (scen, k, r, wire), by in rows:
+            zh, js = by.get("zasperhub", {}), by.get("jupyter-server", {})
+            g = _get
+            out.append(" | ".join([
+                f"| {scen}", f"{k}×{r}" if r else f"{k} kernels", wire,
+                _cell(zh.get("server_cpu_s_per_1000"), js.get("server_cpu_s_per_1000"), 2),
+                _cell(g(zh, "result", "reply_latency_ms", "p50"), g(js, "result", "reply_latency_ms", "p50")),
+                _cell(g(zh, "result", "reply_latency_ms", "p99"), g(js, "result", "reply_latency_ms", "p99")),
+                _cell(g(zh, "result", "idle_latency_ms", "p99"), g(js, "result", "idle_latency_ms", "p99")),
+                _cell(g(zh, "result", "replies_per_s"), g(js, "result", "replies_per_s")),
+                _cell(g(zh, "rss_load_mb", "max"), g(js, "rss_load_mb", "max")),
+                _cell(g(zh, "status_probe_ms", "p99"), g(js, "status_probe_ms", "p99")),
+                f"{_loss(zh)} vs {_loss(js)}",
+                f"{_fmt(zh.get('client_cpu_pct'))} / {_fmt(js.get('client_cpu_pct'))} |",
+            ]))
+        ceil = [(key, by) for key, by in rows if key[0] == "ceiling"]
+        if ceil:
+            out += ["", "Server ceiling (echo kernel, closed loop): round trips per server CPU-second",
+                    "", "| wire | config | round trips/s | per server CPU-s | server CPU % |", "|---|---|---|---|---|"]
+            for (_, k, _r, wire), by in ceil:
+                zh, js = by.get("zasperhub", {}), by.get("jupyter-server", {})
+                out.append(f"| {wire} | {k} kernels | {_cell(_get(zh, 'result', 'replies_per_s'), _get(js, 'result', 'replies_per_s'))} "
+                           f"| {_cell(zh.get('round_trips_per_server_cpu_s'), js.get('round_trips_per_server_cpu_s'))} "
+                           f"| {_cell(zh.get('server_cpu_pct'), js.get('server_cpu_pct'))} |")
+    out += ["", "| server | runs | cold start s (median) | idle RSS MB (median) | RSS after sessions deleted MB (max) |",
+            "|---|---|---|---|---|"]
+    for server in sorted({r["server"] for r in recs}):
+        mine = [r for r in recs if r["server"] == server and "error" not in r]
+        cold = sorted(r["cold_start_s"] for r in mine if r.get("cold_start_s"))
+        idle = sorted(r["idle_rss_mb"] for r in mine if r.get("idle_rss_mb"))
+        after = [r["rss_after_delete_mb"] for r in mine if r.get("rss_after_delete_mb")]
+        out.append(f"| {server} | {len(mine)} | {_fmt(cold[len(cold) // 2] if cold else None, 3)} "
+                   f"| {_fmt(idle[len(idle) // 2] if idle else None)} | {_fmt(max(after) if after else None)} |")
+    for (scen, k, r, wire), by in _pairs(recs, ("startup",)):
+        zh, js = by.get("zasperhub", {}), by.get("jupyter-server", {})
+        out += ["", f"Kernel start ({wire}): POST /api/sessions p50 "
+                f"{_cell(_get(zh, 'result', 'post_session_ms', 'p50'), _get(js, 'result', 'post_session_ms', 'p50'))} ms; "
+                f"to first iopub idle p50 "
+                f"{_cell(_get(zh, 'result', 'first_idle_ms', 'p50'), _get(js, 'result', 'first_idle_ms', 'p50'))} ms"]
+    for (scen, k, r, wire), by in _pairs(recs, ("large_output", "slow_consumer")):
+        for server, rec in sorted(by.items()):
+            res = rec.get("result", {})
+            if "error" in rec:
+                out += ["", f"{scen} {wire} {server}: error {rec['error'][:200]}"]
+                continue
+            line = f"{scen} {wire} {server}: server RSS max {_fmt(_get(rec, 'rss_load_mb', 'max'))} MB, after {_fmt(rec.get('rss_after_delete_mb'))} MB"
+            if scen == "large_output":
+                for i, p in enumerate(res.get("prints", [])):
+                    line += (f"; print #{i + 1}: idle seen at {p['idle_seen_s']} s, chars received {p['stream_chars']}"
+                             f" of {res['print_expected_chars']}")
+            st = res.get("stream") or {}
+            line += f"; 1 MB/s stream chars received {st.get('stream_chars')} of {res.get('stream_expected_chars')}"
+            if scen == "slow_consumer":
+                line += f"; stalled client {res.get('stalled')}; others' reply p99 {_get(res, 'reply_latency_ms', 'p99')} ms, lost {_loss(rec)}"
+            out += ["", line]
+    errors = [r for r in recs if "error" in r]
+    if errors:
+        out += ["", "Errors:"] + [f"- {r['server']} {r['scenario']} {r['kernels']}x{r['rate']} {r['wire']}: {r['error'][:300]}" for r in errors]
+    return "\n".join(out) + "\n"
+
+
+def plots(run: dict[str, Any], out: Path, tag: str) -> list[Path]:
+    """CPU, RSS, throughput and latency against configuration, one PNG each."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [r for r in run["records"] if r["scenario"] in LOAD_SCENARIOS and r["scenario"] != "ceiling" and "error" not in r]
+    if not recs:
+        return []
+    labels = sorted({(r["kernels"], r["rate"]) for r in recs}, key=lambda kr: (kr[1], kr[0]))
+    xs = {kr: i for i, kr in enumerate(labels)}
+    metrics = [
+        ("cpu", "server CPU-s per 1,000 round trips", lambda r: r.get("server_cpu_s_per_1000")),
+        ("rss", "server RSS max during load (MB)", lambda r: _get(r, "rss_load_mb", "max")),
+        ("throughput", "execute replies per second", lambda r: _get(r, "result", "replies_per_s")),
+        ("latency", "reply latency p50 (solid) / p99 (dashed), ms", None),
+    ]
+    written = []
+    for key, title, fn in metrics:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for server in ("zasperhub", "jupyter-server"):
+            for wire in ("legacy", "v1"):
+                mine = sorted((r for r in recs if r["server"] == server and r["wire"] == wire), key=lambda r: xs[(r["kernels"], r["rate"])])
+                if not mine:
+                    continue
+                x = [xs[(r["kernels"], r["rate"])] for r in mine]
+                name = f"{server} {wire}"
+                if fn is None:
+                    line, = ax.plot(x, [_get(r, "result", "reply_latency_ms", "p50") for r in mine], marker="o", label=name)
+                    ax.plot(x, [_get(r, "result", "reply_latency_ms", "p99") for r in mine], marker="x", linestyle="--", color=line.get_color())
+                    ax.set_yscale("log")
+                else:
+                    ax.plot(x, [fn(r) for r in mine], marker="o", label=name)
+        ax.set_xticks(range(len(labels)), [f"{k}×{r}" for k, r in labels])
+        ax.set_xlabel("kernels × executes/s per kernel")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"{tag}-{key}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_all(run: dict[str, Any], out: Path, tag: str, plots_on: bool = True, **kw: Any) -> list[Path]:
+    """Write ``<tag>.json``, ``<tag>.md``, plots, and copy them to ``latest.*``."""
+    plots_on = kw.get("plots", plots_on)
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / f"{tag}.json"
+    js.write_text(json.dumps(run, indent=1, default=str))
+    md = out / f"{tag}.md"
+    md.write_text(markdown(run))
+    paths = [js, md]
+    if plots_on:
+        paths += plots(run, out, tag)
+    for path in list(paths):
+        latest = out / path.name.replace(tag, "latest", 1)
+        shutil.copyfile(path, latest)
+    return paths

@@ -1,0 +1,410 @@
+"""One running kernel: its jupyter_client manager, its shared sockets and its clients.
+
+Kernel → clients: iopub goes to every client; shell/control/stdin replies go
+to the client whose session sent the request (read from the parent header),
+or to every client when that session is gone.  With no client connected,
+messages go to the replay buffer for the next client.  Bodies are never
+decoded: only a status message's header and content are parsed, and the
+parent header of non-iopub replies, for routing.
+
+Lifecycle: start, interrupt, restart and shutdown go through
+`AsyncKernelManager` (provisioners, interrupt mode, graceful shutdown then
+kill of the process group, connection-file cleanup).  A monitor task notices
+a dead process and restarts it, at most `restart_limit` times per
+`restart_window` seconds; beyond that clients get `status: dead` and the
+kernel is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+import zmq
+
+from zasperhub.platform.kernels.codec import FrameError
+from zasperhub.platform.kernels.replay import ReplayBuffer
+from zasperhub.platform.kernels.signing import Signer
+from zasperhub.platform.kernels.zmqio import KernelSockets
+from zasperhub.platform.web.util import isoformat_z
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import AsyncKernelManager
+
+    from zasperhub.platform.kernels.registry import KernelRegistry
+
+log = logging.getLogger("zasperhub.kernels")
+
+PROTOCOL_VERSION = "5.3"
+#: Client messages kept while a kernel restarts (more are refused with a log line).
+MAX_HELD_MESSAGES = 1000
+
+
+class Connection(Protocol):
+    """What the kernel needs from a client connection (the WebSocket handler)."""
+
+    #: The client's session id (from `?session_id=`), "" if it gave none.
+    session_id: str
+
+    def deliver(self, channel: str, parts: Sequence[bytes]) -> None:
+        """Queue a message for the client; must not block."""
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Close the connection with a WebSocket close code and reason."""
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def make_message(msg_type: str, session: str, content: dict[str, Any], parent: dict[str, Any] | None = None) -> list[bytes]:
+    """Serialized parts of a message the server itself originates."""
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "username": "zasperhub",
+        "session": session,
+        "date": _now_iso(),
+        "msg_type": msg_type,
+        "version": PROTOCOL_VERSION,
+    }
+    return [orjson.dumps(header), orjson.dumps(parent or {}), b"{}", orjson.dumps(content)]
+
+
+class ManagedKernel:
+    """A kernel process plus the bridge state every client of it shares."""
+
+    def __init__(self, registry: KernelRegistry, kernel_id: str, name: str, manager: AsyncKernelManager) -> None:
+        self.registry = registry
+        self.id = kernel_id
+        self.name = name
+        self.manager = manager
+        self.execution_state = "starting"
+        self.last_activity = time.time()
+        self.replay = ReplayBuffer(registry.replay_buffer_bytes, registry.replay_buffer_messages)
+        # The server's own session: replies to it (the kernel_info nudge) are
+        # consumed here and never reach clients.
+        self.session = uuid.uuid4().hex
+        self._identity = uuid.uuid4().hex.encode("ascii")
+        self._connections: dict[int, Connection] = {}
+        self._by_session: dict[str, Connection] = {}
+        self._sockets: KernelSockets | None = None
+        self._signer = Signer(b"")
+        self._ready = asyncio.Event()
+        self._kernel_info_seen = False
+        self._iopub_seen = False
+        self._nudge_task: asyncio.Task[None] | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
+        self._restarts: collections.deque[float] = collections.deque()
+        # Client messages that arrive while the kernel restarts, sent once it
+        # answers again (bounded: beyond it the client is told they were dropped).
+        self._held: list[tuple[str, list[bytes]]] = []
+        self._busy_lifecycle = False  # restarting or shutting down: the monitor stands back
+        self.shutting_down = False
+
+    # -- model -------------------------------------------------------------------
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def last_activity_dt(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.last_activity, datetime.timezone.utc)
+
+    def model(self) -> dict[str, Any]:
+        """The Jupyter kernel model."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "last_activity": isoformat_z(self.last_activity_dt()),
+            "execution_state": self.execution_state,
+            "connections": len(self._connections),
+        }
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self, cwd: str, env: dict[str, str]) -> None:
+        """Launch the kernel, connect the sockets, start the monitor."""
+        await self.manager.start_kernel(cwd=cwd, env=env)
+        self._open_sockets()
+        self._monitor_task = asyncio.create_task(self._monitor(), name=f"kernel-monitor-{self.id}")
+
+    def _open_sockets(self) -> None:
+        info = self.manager.get_connection_info(session=False)
+        key = info.get("key", b"")
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        self._signer = Signer(key, info.get("signature_scheme", "hmac-sha256"))
+        self._sockets = KernelSockets(info, self._identity, self._on_kernel_message)
+        self._ready.clear()
+        self._kernel_info_seen = self._iopub_seen = False
+        self._nudge_task = asyncio.create_task(self._nudge(), name=f"kernel-nudge-{self.id}")
+
+    def _close_sockets(self) -> None:
+        # New clients wait for the next kernel_info handshake.
+        self._ready.clear()
+        if self._nudge_task is not None:
+            self._nudge_task.cancel()
+            self._nudge_task = None
+        if self._sockets is not None:
+            self._sockets.close()
+            self._sockets = None
+
+    async def _nudge(self) -> None:
+        """Ask kernel_info until both the reply and an iopub message arrived.
+
+        A SUB socket only receives once its subscription reached the kernel,
+        so seeing iopub traffic proves the shared iopub socket is live.
+        """
+        deadline = time.monotonic() + self.registry.kernel_info_timeout
+        delay = 0.2
+        while not self._ready.is_set() and time.monotonic() < deadline:
+            if self._sockets is None:
+                return
+            parts = make_message("kernel_info_request", self.session, {})
+            try:
+                self._sockets.send("shell", self._signer.sign(parts), parts)
+            except (zmq.ZMQError, ConnectionError) as e:
+                log.debug("kernel_info nudge to %s failed: %s", self.id, e)
+            try:
+                await asyncio.wait_for(self._ready.wait(), delay)
+            except asyncio.TimeoutError:
+                delay = min(delay * 1.5, 2.0)
+        if not self._ready.is_set():
+            log.warning("Kernel %s did not answer kernel_info within %.0fs", self.id, self.registry.kernel_info_timeout)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once the kernel answered; False after `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def interrupt(self) -> None:
+        """Interrupt per the kernelspec's interrupt_mode (signal or message)."""
+        await self.manager.interrupt_kernel()
+        self.last_activity = time.time()
+
+    async def restart(self, now: bool = False) -> None:
+        """Restart the kernel process; clients are told `restarting` first."""
+        self._busy_lifecycle = True
+        try:
+            self.broadcast_status("restarting")
+            self.execution_state = "restarting"
+            self._close_sockets()
+            await self.manager.restart_kernel(now=now)
+            self.execution_state = "starting"
+            self._open_sockets()
+        finally:
+            self._busy_lifecycle = False
+        if not await self.wait_ready(self.registry.kernel_info_timeout):
+            log.warning("Kernel %s restarted but is not answering yet", self.id)
+        self.last_activity = time.time()
+
+    async def shutdown(self, now: bool = False, reason: str = "kernel shut down") -> None:
+        """Close clients and sockets, then stop the process and remove its files."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self._busy_lifecycle = True
+        if self._monitor_task is not None and self._monitor_task is not asyncio.current_task():
+            self._monitor_task.cancel()
+        for conn in list(self._connections.values()):
+            conn.close_with(1000, reason)
+        self._connections.clear()
+        self._by_session.clear()
+        self._close_sockets()
+        self._held.clear()
+        try:
+            await self.manager.shutdown_kernel(now=now)
+        finally:
+            # shutdown_kernel already removes the connection file; this also
+            # covers a failed launch.
+            cleaned = self.manager.cleanup_resources(restart=False)
+            if inspect.isawaitable(cleaned):
+                await cleaned
+            self.execution_state = "dead"
+
+    async def _monitor(self) -> None:
+        interval = self.registry.poll_interval
+        while not self.shutting_down:
+            await asyncio.sleep(interval)
+            if self._busy_lifecycle:
+                continue
+            if self._sockets is not None:
+                self._sockets.poke()
+            try:
+                alive = await self.manager.is_alive()
+            except Exception:  # a provisioner failing to poll counts as death
+                log.exception("Polling kernel %s failed", self.id)
+                alive = False
+            if not alive and not self._busy_lifecycle and not self.shutting_down:
+                await self._on_death()
+
+    async def _on_death(self) -> None:
+        now = time.monotonic()
+        window = self.registry.restart_window
+        while self._restarts and now - self._restarts[0] > window:
+            self._restarts.popleft()
+        if len(self._restarts) < self.registry.restart_limit:
+            self._restarts.append(now)
+            log.warning("Kernel %s died; restarting (%d of %d within %.0fs)", self.id, len(self._restarts), self.registry.restart_limit, window)
+            try:
+                await self.restart(now=True)
+                return
+            except Exception:
+                log.exception("Restarting dead kernel %s failed", self.id)
+        log.error("Kernel %s died and will not be restarted", self.id)
+        self.execution_state = "dead"
+        self.broadcast_status("dead")
+        await self.registry.remove_dead(self)
+
+    # -- clients ---------------------------------------------------------------------
+    def attach(self, conn: Connection) -> None:
+        """Add a client; a client with the same session replaces the old one.
+
+        Messages buffered while nobody was connected are replayed to it.
+        """
+        if conn.session_id:
+            old = self._by_session.get(conn.session_id)
+            if old is not None and old is not conn:
+                log.info("Replacing connection to kernel %s for session %s", self.id, conn.session_id)
+                self.detach(old)
+                old.close_with(1000, "replaced by a newer connection with the same session")
+            self._by_session[conn.session_id] = conn
+        self._connections[id(conn)] = conn
+        self.last_activity = time.time()
+        if len(self.replay):
+            entries, dropped = self.replay.drain()
+            if dropped:
+                log.warning("Kernel %s: %d buffered messages were dropped (replay buffer full)", self.id, dropped)
+            log.info("Kernel %s: replaying %d buffered messages", self.id, len(entries))
+            for channel, parts in entries:
+                conn.deliver(channel, parts)
+
+    def detach(self, conn: Connection) -> None:
+        """Forget a client (idempotent)."""
+        if self._connections.pop(id(conn), None) is None:
+            return
+        for session, c in list(self._by_session.items()):
+            if c is conn:
+                del self._by_session[session]
+
+    def send_from_client(self, conn: Connection, channel: str, parts: list[bytes]) -> None:
+        """Sign and forward a client's message; raises `FrameError` if it is unusable."""
+        if channel == "iopub":
+            raise FrameError("clients cannot send on the iopub channel")
+        try:
+            header = orjson.loads(parts[0])
+        except orjson.JSONDecodeError as e:
+            raise FrameError(f"message header is not valid JSON: {e}") from None
+        if not isinstance(header, dict) or not isinstance(header.get("msg_type"), str):
+            raise FrameError("message header must be an object with a msg_type")
+        session = header.get("session")
+        if isinstance(session, str) and session and self._by_session.get(session) is not conn:
+            # Clients without ?session_id= are routed by their messages' session.
+            if session != self.session:
+                self._by_session[session] = conn
+        if self._sockets is None or not self._ready.is_set():
+            if self.shutting_down or self.execution_state == "dead":
+                raise ConnectionError(f"kernel is {self.execution_state}; message dropped")
+            if len(self._held) >= MAX_HELD_MESSAGES:
+                raise ConnectionError(f"kernel is {self.execution_state} and {MAX_HELD_MESSAGES} messages are waiting; message dropped")
+            self._held.append((channel, [bytes(p) for p in parts]))
+            return
+        try:
+            self._sockets.send(channel, self._signer.sign(parts), parts)
+        except zmq.Again:
+            raise ConnectionError("kernel is not reading its input; message dropped") from None
+        self.last_activity = time.time()
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for channel, parts in held:
+            if self._sockets is None:
+                return
+            try:
+                self._sockets.send(channel, self._signer.sign(parts), parts)
+            except (zmq.ZMQError, ConnectionError) as e:
+                log.warning("Kernel %s: held %s message not delivered: %s", self.id, channel, e)
+
+    def broadcast_status(self, state: str) -> None:
+        """Tell every client the kernel's execution state (restarting, dead)."""
+        parts = make_message("status", self.session, {"execution_state": state})
+        for conn in list(self._connections.values()):
+            conn.deliver("iopub", parts)
+
+    # -- kernel → clients ----------------------------------------------------------------
+    def _on_kernel_message(self, channel: str, frames: list[bytes]) -> None:
+        if len(frames) < 5:
+            log.warning("Kernel %s sent a %s message with %d parts; dropped", self.id, channel, len(frames))
+            return
+        signature = frames[0]
+        parts = frames[1:]
+        if not self._signer.verify(signature, parts):
+            log.warning("Kernel %s sent a %s message with a bad signature; dropped", self.id, channel)
+            return
+        self.last_activity = time.time()
+        if channel == "iopub":
+            self._iopub_seen = True
+            if self._kernel_info_seen and not self._ready.is_set():
+                self._set_ready()
+            if b'"status"' in parts[0]:
+                self._track_status(parts)
+            if self._connections:
+                for conn in list(self._connections.values()):
+                    conn.deliver(channel, parts)
+            elif not self._from_server_session(parts[1]):
+                self.replay.add(channel, parts)
+            return
+        parent_session = self._parent_session(parts[1])
+        if parent_session == self.session:
+            if channel == "shell" and b"kernel_info_reply" in parts[0]:
+                self._kernel_info_seen = True
+                if self._iopub_seen and not self._ready.is_set():
+                    self._set_ready()
+            return
+        target = self._by_session.get(parent_session) if parent_session else None
+        if target is not None:
+            target.deliver(channel, parts)
+        elif self._connections:
+            for conn in list(self._connections.values()):
+                conn.deliver(channel, parts)
+        else:
+            self.replay.add(channel, parts)
+
+    def _set_ready(self) -> None:
+        self._ready.set()
+        if self._held:
+            self._release_held()
+
+    def _from_server_session(self, parent: bytes) -> bool:
+        return bool(parent) and self.session.encode("ascii") in parent and self._parent_session(parent) == self.session
+
+    @staticmethod
+    def _parent_session(parent: bytes) -> str | None:
+        if len(parent) <= 2:
+            return None
+        try:
+            value = orjson.loads(parent)
+        except orjson.JSONDecodeError:
+            return None
+        session = value.get("session") if isinstance(value, dict) else None
+        return session if isinstance(session, str) else None
+
+    def _track_status(self, parts: list[bytes]) -> None:
+        try:
+            header = orjson.loads(parts[0])
+            if header.get("msg_type") != "status":
+                return
+            state = orjson.loads(parts[3]).get("execution_state")
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if isinstance(state, str):
+            self.execution_state = state

@@ -1,0 +1,199 @@
+"""All kernels of one server: start/stop through jupyter_client, configuration, culling.
+
+`KernelRegistry` is a traitlets `LoggingConfigurable`, so every bound below
+can be set the Jupyter way (`--KernelRegistry.cull_idle_timeout=600`, config
+files).  The `AsyncKernelManager`s it creates are its children, so
+`--KernelManager.*` / `--AsyncKernelManager.*` settings apply to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import time
+import uuid
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import Bool, Float, Instance, Int, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from zasperhub.platform.kernels.kernel import ManagedKernel
+
+
+class KernelRegistry(LoggingConfigurable):
+    """The running kernels, by id."""
+
+    root_dir = Unicode(help="Working directory for kernels started without a path.")
+    default_kernel_name = Unicode(config=True, help="Kernelspec used when a request names none.")
+
+    cull_idle_timeout = Int(0, config=True, help="Shut down kernels idle this many seconds (0: never).")
+    cull_interval = Int(300, config=True, help="Seconds between idle checks.")
+    cull_connected = Bool(False, config=True, help="Also cull idle kernels that have clients connected.")
+    cull_busy = Bool(False, config=True, help="Also cull kernels whose execution_state is busy.")
+
+    restart_limit = Int(5, config=True, help="Automatic restarts of a dying kernel allowed per restart_window.")
+    restart_window = Float(60.0, config=True, help="Seconds over which restart_limit counts.")
+    poll_interval = Float(1.0, config=True, help="Seconds between checks that each kernel process is alive.")
+    kernel_info_timeout = Float(60.0, config=True, help="Seconds to wait for a (re)started kernel's kernel_info reply.")
+    shutdown_wait_time = Float(3.0, config=True, help="Seconds a kernel gets to exit after a shutdown request before it is killed.")
+
+    replay_buffer_bytes = Int(
+        8 * 1024 * 1024, config=True,
+        help="Bytes of kernel messages kept per kernel while no client is connected (oldest dropped beyond).",
+    )
+    replay_buffer_messages = Int(10_000, config=True, help="Messages kept per kernel while no client is connected.")
+    client_buffer_bytes = Int(
+        32 * 1024 * 1024, config=True,
+        help="Bytes queued for one slow WebSocket client before it is disconnected (code 1013).",
+    )
+    max_message_bytes = Int(64 * 1024 * 1024, config=True, help="Largest WebSocket frame a client may send.")
+
+    kernel_spec_manager = Instance(KernelSpecManager)
+
+    @default("kernel_spec_manager")
+    def _default_ksm(self) -> KernelSpecManager:
+        return KernelSpecManager(parent=self)
+
+    @default("default_kernel_name")
+    def _default_kernel_name(self) -> str:
+        return "python3"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._kernels: dict[str, ManagedKernel] = {}
+        self._culler: asyncio.Task[None] | None = None
+
+    # -- queries ---------------------------------------------------------------
+    def __contains__(self, kernel_id: str) -> bool:
+        return kernel_id in self._kernels
+
+    def get(self, kernel_id: str) -> ManagedKernel:
+        """The kernel with this id; `KeyError` if there is none."""
+        try:
+            return self._kernels[kernel_id]
+        except KeyError:
+            raise KeyError(f"Kernel does not exist: {kernel_id}") from None
+
+    def model(self, kernel_id: str) -> dict[str, Any]:
+        return self.get(kernel_id).model()
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return [k.model() for k in self._kernels.values()]
+
+    def last_activity(self) -> datetime.datetime | None:
+        if not self._kernels:
+            return None
+        return max(k.last_activity_dt() for k in self._kernels.values())
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        """Start background work (the idle culler, when configured)."""
+        if self.cull_idle_timeout > 0 and self._culler is None:
+            self.log.info("Culling kernels idle for %ds (checked every %ds)", self.cull_idle_timeout, self.cull_interval)
+            self._culler = asyncio.create_task(self._cull_loop(), name="kernel-culler")
+
+    async def start_kernel(self, name: str | None = None, cwd: str | None = None, env: dict[str, str] | None = None) -> str:
+        """Launch a kernel from kernelspec `name` in `cwd`; returns its id.
+
+        `KeyError` for an unknown kernelspec, `FileNotFoundError` for a missing cwd.
+        """
+        name = name or self.default_kernel_name
+        try:
+            await asyncio.to_thread(self.kernel_spec_manager.get_kernel_spec, name)
+        except NoSuchKernel:
+            raise KeyError(f"No such kernel spec: {name}") from None
+        cwd = cwd or self.root_dir or os.getcwd()
+        if not os.path.isdir(cwd):
+            raise FileNotFoundError(f"Kernel working directory does not exist: {cwd}")
+        kernel_id = str(uuid.uuid4())
+        runtime = jupyter_runtime_dir()
+        os.makedirs(runtime, exist_ok=True)
+        manager = AsyncKernelManager(
+            parent=self,
+            kernel_name=name,
+            kernel_id=kernel_id,
+            kernel_spec_manager=self.kernel_spec_manager,
+            connection_file=os.path.join(runtime, f"kernel-{kernel_id}.json"),
+        )
+        manager.shutdown_wait_time = self.shutdown_wait_time
+        kernel = ManagedKernel(self, kernel_id, name, manager)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        try:
+            await kernel.start(cwd, full_env)
+        except BaseException:
+            try:
+                await kernel.shutdown(now=True, reason="kernel failed to start")
+            except Exception as cleanup_error:  # keep the launch error, not this one
+                self.log.debug("Cleanup after failed start of %s: %s", kernel_id, cleanup_error)
+            raise
+        self._kernels[kernel_id] = kernel
+        self.log.info("Kernel %s (%s) started in %s", kernel_id, name, cwd)
+        return kernel_id
+
+    async def interrupt(self, kernel_id: str) -> None:
+        await self.get(kernel_id).interrupt()
+
+    async def restart(self, kernel_id: str) -> dict[str, Any]:
+        kernel = self.get(kernel_id)
+        await kernel.restart()
+        return kernel.model()
+
+    async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
+        """Stop a kernel and forget it; `KeyError` if unknown."""
+        kernel = self.get(kernel_id)
+        self._kernels.pop(kernel_id, None)
+        await kernel.shutdown(now=now)
+        self.log.info("Kernel %s shut down", kernel_id)
+
+    async def remove_dead(self, kernel: ManagedKernel) -> None:
+        """Forget a kernel that died past its restart limit, cleaning its files."""
+        self._kernels.pop(kernel.id, None)
+        try:
+            await kernel.shutdown(now=True, reason="kernel died")
+        except Exception:
+            self.log.exception("Cleaning up dead kernel %s failed", kernel.id)
+
+    async def shutdown_all(self) -> None:
+        """Stop every kernel concurrently (server exit)."""
+        if self._culler is not None:
+            self._culler.cancel()
+            self._culler = None
+        kernels = list(self._kernels)
+        results = await asyncio.gather(*(self.shutdown_kernel(k) for k in kernels), return_exceptions=True)
+        for kernel_id, result in zip(kernels, results):
+            if isinstance(result, BaseException) and not isinstance(result, KeyError):
+                self.log.error("Shutting down kernel %s failed: %s", kernel_id, result)
+
+    # -- culling ---------------------------------------------------------------
+    async def _cull_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(1, self.cull_interval))
+            try:
+                await self.cull_once()
+            except Exception:
+                self.log.exception("Kernel culling failed")
+
+    async def cull_once(self) -> list[str]:
+        """Shut down kernels idle past the timeout; returns their ids."""
+        now = time.time()
+        culled = []
+        for kernel_id, kernel in list(self._kernels.items()):
+            idle = now - kernel.last_activity
+            if idle < self.cull_idle_timeout:
+                continue
+            if kernel.execution_state == "busy" and not self.cull_busy:
+                continue
+            if kernel.connection_count and not self.cull_connected:
+                continue
+            self.log.warning("Culling kernel %s (%s): idle %.0fs, %d connections", kernel_id, kernel.name, idle, kernel.connection_count)
+            try:
+                await self.shutdown_kernel(kernel_id)
+                culled.append(kernel_id)
+            except KeyError:
+                pass
+        return culled

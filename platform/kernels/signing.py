@@ -1,0 +1,46 @@
+"""HMAC signing and verification of Jupyter messages on raw bytes.
+
+The signature covers the four serialized JSON parts (header, parent header,
+metadata, content) exactly as they travel, so no part is ever decoded to be
+signed.  An empty key disables signing, as in the messaging spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+_DIGESTS = {
+    "hmac-sha256": hashlib.sha256,
+    "hmac-sha1": hashlib.sha1,
+    "hmac-md5": hashlib.md5,
+    "hmac-sha512": hashlib.sha512,
+}
+
+
+class Signer:
+    """Signs and verifies message parts with one kernel's key and scheme."""
+
+    def __init__(self, key: bytes, scheme: str = "hmac-sha256") -> None:
+        if scheme not in _DIGESTS:
+            raise ValueError(f"Unsupported signature scheme: {scheme!r}")
+        self.key = key
+        # A keyed HMAC object is prepared once; copying it per message avoids
+        # re-deriving the padded key every time.
+        self._template = hmac.new(key, digestmod=_DIGESTS[scheme]) if key else None
+
+    def sign(self, parts: Sequence[bytes]) -> bytes:
+        """The hex signature of header, parent, metadata, content (b'' without a key)."""
+        if self._template is None:
+            return b""
+        h = self._template.copy()
+        for part in parts[:4]:
+            h.update(part)
+        return h.hexdigest().encode("ascii")
+
+    def verify(self, signature: bytes, parts: Sequence[bytes]) -> bool:
+        """Constant-time check of a received signature."""
+        if self._template is None:
+            return True
+        return hmac.compare_digest(signature, self.sign(parts))

@@ -1,0 +1,138 @@
+"""One kernel's ZMQ sockets, read straight from the event loop without per-message futures.
+
+The sockets are plain (non-asyncio) pyzmq sockets used with NOBLOCK; the
+loop watches each socket's notification fd and, when it fires, drains
+messages in batches.  That avoids allocating a future and a poller wake-up
+per message, which is most of the cost of `zmq.asyncio` under load.
+
+ZMQ's fd is edge-triggered: it fires when the socket's state changes, not
+while messages wait.  So a drain always continues until `zmq.Again`
+(re-scheduling itself after a batch to stay fair to other kernels), and after
+every send the socket's `EVENTS` is checked, because a send can consume the
+edge that announced pending input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+
+log = logging.getLogger("zasperhub.kernels")
+
+DELIMITER = b"<IDS|MSG>"
+
+#: Messages handled per wake-up before yielding to the loop.
+_BATCH = 256
+#: Parts larger than this are sent without copying.
+_ZERO_COPY_THRESHOLD = 65536
+
+#: (channel, [signature, header, parent, metadata, content, *buffers])
+MessageCallback = Callable[[str, list[bytes]], None]
+
+
+def channel_url(info: dict[str, Any], channel: str) -> str:
+    """The ZMQ endpoint of a channel from a kernel's connection info."""
+    transport = info.get("transport", "tcp")
+    ip = info.get("ip", "127.0.0.1")
+    port = info[f"{channel}_port"]
+    if transport == "tcp":
+        if ip in ("0.0.0.0", ""):
+            ip = "127.0.0.1"
+        if ":" in ip:
+            ip = f"[{ip}]"
+        return f"tcp://{ip}:{port}"
+    return f"{transport}://{ip}-{port}"
+
+
+class KernelSockets:
+    """shell/control/stdin DEALERs and an iopub SUB, shared by every client of a kernel."""
+
+    CHANNELS = ("shell", "control", "stdin", "iopub")
+
+    def __init__(self, info: dict[str, Any], identity: bytes, on_message: MessageCallback) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._on_message = on_message
+        self._closed = False
+        ctx = zmq.Context.instance()
+        self.sockets: dict[str, zmq.Socket] = {}
+        for channel in self.CHANNELS:
+            sock = ctx.socket(zmq.SUB if channel == "iopub" else zmq.DEALER)
+            sock.linger = 0
+            if channel == "iopub":
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+                # The kernel drops iopub messages beyond the HWM for slow
+                # subscribers; 0 (unbounded) here would let a runaway kernel
+                # grow the server — the bridge itself applies byte caps.
+                sock.rcvhwm = 100_000
+            else:
+                # The kernel addresses stdin requests to the shell socket's
+                # identity, so shell and stdin (and control) share one.
+                sock.setsockopt(zmq.IDENTITY, identity)
+                sock.sndhwm = 10_000
+            sock.connect(channel_url(info, channel))
+            self.sockets[channel] = sock
+            self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain, channel)
+
+    def _drain(self, channel: str) -> None:
+        if self._closed:
+            return
+        sock = self.sockets[channel]
+        for _ in range(_BATCH):
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as e:
+                if not self._closed:
+                    log.warning("Receiving on %s failed: %s", channel, e)
+                return
+            try:
+                index = parts.index(DELIMITER)
+            except ValueError:
+                log.warning("Dropping %s message without delimiter from kernel", channel)
+                continue
+            try:
+                self._on_message(channel, parts[index + 1 :])
+            except Exception:  # one bad message must not stop the reader
+                log.exception("Error handling %s message from kernel", channel)
+            if self._closed:
+                return
+        self._loop.call_soon(self._drain, channel)
+
+    def poke(self) -> None:
+        """Drain any socket with pending input (insurance against a missed edge)."""
+        if self._closed:
+            return
+        for channel, sock in self.sockets.items():
+            try:
+                if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    self._drain(channel)
+            except zmq.ZMQError:
+                pass
+
+    def send(self, channel: str, signature: bytes, parts: Sequence[bytes]) -> None:
+        """Send [delimiter, signature, *parts]; raises `zmq.Again` if the kernel's queue is full."""
+        if self._closed:
+            raise ConnectionError("kernel sockets are closed")
+        sock = self.sockets[channel]
+        copy = all(len(p) < _ZERO_COPY_THRESHOLD for p in parts)
+        sock.send_multipart([DELIMITER, signature, *parts], zmq.NOBLOCK, copy=copy)
+        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._loop.call_soon(self._drain, channel)
+
+    def close(self) -> None:
+        """Stop reading and close every socket (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self.sockets.values():
+            try:
+                self._loop.remove_reader(sock.getsockopt(zmq.FD))
+            except (zmq.ZMQError, ValueError, RuntimeError):
+                pass
+            sock.close(linger=0)
+        self.sockets.clear()

@@ -1,0 +1,624 @@
+/**
+ * The notebook editor: toolbar, cells, command/edit modes, running code
+ * through the kernel, saving with conflict detection, kernel status.
+ */
+
+import { contents, kernelspecs, KernelSpecs, SessionModel, sessions } from './api';
+import { Cell, CellModel, CellType, cellFromJSON, cellToJSON, newCellId } from './cell';
+import { pageConfig } from './config';
+import { confirmDialog, h, promptDialog, toast } from './dom';
+import { CellKeys, retheme } from './editor';
+import { KernelConnection, KernelStatus } from './kernel';
+import type { Output } from './render';
+import { SaveGuard } from './saving';
+import type { KernelMessage } from './wire';
+
+const AUTOSAVE_MS = 60_000;
+
+export class NotebookPanel {
+  readonly el: HTMLElement;
+  private cellsEl: HTMLElement;
+  private statusEl: HTMLElement;
+  private titleEl: HTMLElement;
+  private saveStateEl: HTMLElement;
+  private kernelSelect: HTMLSelectElement;
+  cells: Cell[] = [];
+  active = 0;
+  mode: 'command' | 'edit' = 'command';
+  private meta: Record<string, any> = {};
+  private nbformatMinor = 5;
+  private kernel: KernelConnection | null = null;
+  private session: SessionModel | null = null;
+  private specs: KernelSpecs | null = null;
+  private guard: SaveGuard;
+  private unsaved = false;
+  private clipboard: CellModel[] = [];
+  private deleted: { index: number; models: CellModel[] }[] = [];
+  private lastKey = '';
+  private lastKeyTime = 0;
+  private displays = new Map<string, { cell: Cell; index: number }[]>();
+  private observer: IntersectionObserver;
+  private autosaveTimer: ReturnType<typeof setInterval>;
+  private disposers: (() => void)[] = [];
+
+  constructor(
+    public path: string,
+    private navigate: (path: string) => void,
+  ) {
+    this.guard = new SaveGuard(path);
+    this.titleEl = h('button.zh-title', { type: 'button', title: 'Rename notebook', onclick: () => this.rename() }, basename(path));
+    this.saveStateEl = h('span.zh-save-state', {});
+    this.statusEl = h('span.zh-kernel-status', { title: 'Kernel status', role: 'status' }, 'no kernel');
+    this.kernelSelect = h('select.zh-kernel-select', { 'aria-label': 'Kernel', onchange: () => this.changeKernel(this.kernelSelect.value) });
+    const btn = (label: string, title: string, fn: () => void, cls = '') => h(`button.zh-tb${cls}` as 'button', { type: 'button', title, 'aria-label': title, onclick: fn }, label);
+    const toolbar = h(
+      'div.zh-toolbar',
+      { role: 'toolbar' },
+      btn('Save', 'Save (Ctrl+S)', () => void this.save()),
+      btn('+ Code', 'Insert code cell below (B)', () => this.insert(this.active + 1, 'code')),
+      btn('+ Text', 'Insert markdown cell below', () => this.insert(this.active + 1, 'markdown')),
+      btn('▶ Run', 'Run cell and advance (Shift+Enter)', () => this.runActive('advance')),
+      btn('Run all', 'Run all cells', () => this.runRange(0, this.cells.length)),
+      btn('Run above', 'Run all cells above', () => this.runRange(0, this.active)),
+      btn('Run below', 'Run this cell and all below', () => this.runRange(this.active, this.cells.length)),
+      btn('■', 'Interrupt kernel (I, I)', () => void this.interrupt()),
+      btn('↻', 'Restart kernel (0, 0)', () => void this.restart(false)),
+      btn('↻▶', 'Restart kernel and run all', () => void this.restart(true)),
+      btn('↑', 'Move cell up', () => this.move(-1)),
+      btn('↓', 'Move cell down', () => this.move(1)),
+      btn('Cut', 'Cut cell (X)', () => this.cut()),
+      btn('Copy', 'Copy cell (C)', () => this.copy()),
+      btn('Paste', 'Paste cell below (V)', () => this.paste()),
+      btn('Delete', 'Delete cell (D, D)', () => this.deleteCells()),
+      h('span.zh-spacer', {}),
+      this.kernelSelect,
+      this.statusEl,
+    );
+    this.cellsEl = h('div.zh-cells', { role: 'list' });
+    this.el = h('div.zh-notebook', {}, h('div.zh-nb-head', {}, this.titleEl, this.saveStateEl), toolbar, this.cellsEl);
+    this.observer = new IntersectionObserver(
+      (entries) => {
+        for (const e of entries) {
+          if (!e.isIntersecting) continue;
+          const cell = this.cells.find((c) => c.el === e.target);
+          if (cell && cell.model.cell_type === 'code') cell.ensureEditor(false);
+          this.observer.unobserve(e.target);
+        }
+      },
+      { rootMargin: '400px 0px' },
+    );
+    const onKey = (e: KeyboardEvent) => this.onKeyDown(e);
+    document.addEventListener('keydown', onKey);
+    const onUnload = (e: BeforeUnloadEvent) => {
+      if (this.unsaved) {
+        e.preventDefault();
+        e.returnValue = '';
+      }
+    };
+    window.addEventListener('beforeunload', onUnload);
+    this.disposers.push(() => document.removeEventListener('keydown', onKey), () => window.removeEventListener('beforeunload', onUnload));
+    this.autosaveTimer = setInterval(() => {
+      if (this.unsaved) void this.save(true);
+    }, AUTOSAVE_MS);
+    this.cellsEl.addEventListener('mousedown', (e) => {
+      const target = (e.target as HTMLElement).closest('.zh-cell');
+      const idx = this.cells.findIndex((c) => c.el === target);
+      if (idx >= 0) this.select(idx);
+    });
+  }
+
+  /** Load the notebook and connect a kernel. */
+  async open(): Promise<void> {
+    const model = await contents.get(this.path, { type: 'notebook', hash: true });
+    this.guard.loaded(model);
+    const nb = model.content || {};
+    this.meta = nb.metadata || {};
+    this.nbformatMinor = Math.max(5, nb.nbformat_minor || 5);
+    const raw: any[] = Array.isArray(nb.cells) ? nb.cells : [];
+    const frag = document.createDocumentFragment();
+    this.cells = raw.map((c) => this.makeCell(cellFromJSON(c)));
+    const fresh = this.cells.length === 0;
+    if (fresh) this.cells.push(this.makeCell(cellFromJSON({ cell_type: 'code', source: '' })));
+    for (const c of this.cells) frag.append(c.el);
+    this.cellsEl.append(frag);
+    for (const c of this.cells) this.observer.observe(c.el);
+    this.select(0);
+    this.setDirty(false);
+    // A new notebook is for typing into: start in its first cell.
+    if (fresh) requestAnimationFrame(() => this.cells[0]?.edit());
+    void this.startKernel();
+  }
+
+  private makeCell(model: CellModel): Cell {
+    let cell: Cell;
+    const keys: CellKeys = {
+      run: (mode) => this.runCell(cell, mode),
+      escape: () => this.commandMode(),
+      save: () => void this.save(),
+      changed: () => this.setDirty(true),
+      focus: () => {
+        this.select(this.cells.indexOf(cell));
+        this.mode = 'edit';
+        this.el.classList.add('zh-edit-mode');
+      },
+      complete: (code, pos) => this.complete(code, pos),
+      inspect: (code, pos) => this.inspect(code, pos),
+      leave: (dir) => {
+        const idx = this.cells.indexOf(cell) + dir;
+        if (idx < 0 || idx >= this.cells.length) return false;
+        this.select(idx);
+        this.cells[idx].edit();
+        return true;
+      },
+    };
+    cell = new Cell(model, keys);
+    return cell;
+  }
+
+  // -- kernel ------------------------------------------------------------------
+  private async startKernel(): Promise<void> {
+    try {
+      this.specs = await kernelspecs.list();
+    } catch (e) {
+      this.setStatus('dead', `cannot list kernels: ${(e as Error).message}`);
+      return;
+    }
+    const wanted = this.meta.kernelspec?.name;
+    const name = wanted && this.specs.kernelspecs[wanted] ? wanted : this.specs.default;
+    this.kernelSelect.replaceChildren(
+      ...Object.values(this.specs.kernelspecs).map((s) => h('option', { value: s.name, selected: s.name === name }, s.spec.display_name || s.name)),
+    );
+    try {
+      const existing = (await sessions.list()).find((s) => s.path === this.path);
+      this.session = existing ?? (await sessions.create(this.path, name));
+    } catch (e) {
+      this.setStatus('dead', `cannot start kernel: ${(e as Error).message}`);
+      return;
+    }
+    this.kernelSelect.value = this.session.kernel.name;
+    this.connect(this.session.kernel.id);
+  }
+
+  private connect(kernelId: string): void {
+    this.kernel?.dispose();
+    const kernel = new KernelConnection(kernelId);
+    this.kernel = kernel;
+    this.disposers.push(
+      kernel.onStatus((s, d) => {
+        this.setStatus(s, d);
+        if (s === 'dead' && kernel.lost && this.kernel === kernel) void this.replaceLostKernel();
+      }),
+    );
+  }
+
+  /** The server forgot the kernel (it restarted): start a fresh one. */
+  private async replaceLostKernel(): Promise<void> {
+    for (const c of this.cells) {
+      if (!c.running) continue;
+      c.running = false;
+      c.el.classList.remove('zh-running');
+      c.setPrompt();
+    }
+    toast('The kernel was lost (server restarted?); starting a new one. Variables must be recomputed.', 'error', 8000);
+    this.session = null;
+    await this.startKernel();
+  }
+
+  private setStatus(status: KernelStatus, detail: string): void {
+    const label: Record<string, string> = {
+      connecting: 'connecting…',
+      unknown: 'connected',
+      starting: 'starting',
+      idle: 'idle',
+      busy: 'busy',
+      restarting: 'restarting',
+      dead: 'dead',
+      disconnected: 'disconnected',
+    };
+    this.statusEl.textContent = label[status] ?? status;
+    this.statusEl.dataset.status = status;
+    this.statusEl.title = detail ? `Kernel ${status}: ${detail}` : `Kernel ${status}`;
+  }
+
+  private async changeKernel(name: string): Promise<void> {
+    if (!this.session) return;
+    try {
+      this.session = await sessions.update(this.session.id, { kernel: { name } });
+      this.meta.kernelspec = { name, display_name: this.specs?.kernelspecs[name]?.spec.display_name ?? name, language: this.specs?.kernelspecs[name]?.spec.language ?? '' };
+      this.setDirty(true);
+      this.connect(this.session.kernel.id);
+    } catch (e) {
+      toast(`Could not change kernel: ${(e as Error).message}`, 'error');
+    }
+  }
+
+  async interrupt(): Promise<void> {
+    try {
+      await this.kernel?.interrupt();
+    } catch (e) {
+      toast(`Interrupt failed: ${(e as Error).message}`, 'error');
+    }
+  }
+
+  async restart(runAll: boolean): Promise<void> {
+    if (!this.kernel) return;
+    const ok = await confirmDialog('Restart kernel?', runAll ? 'Restart the kernel and run all cells? Variables will be lost.' : 'Restart the kernel? Variables will be lost.', 'Restart', true);
+    if (!ok) return;
+    for (const c of this.cells) {
+      c.running = false;
+      c.setPrompt();
+    }
+    try {
+      await this.kernel.restart();
+    } catch (e) {
+      toast(`Restart failed: ${(e as Error).message}`, 'error');
+      return;
+    }
+    if (runAll) this.runRange(0, this.cells.length);
+  }
+
+  private async complete(code: string, pos: number): Promise<{ matches: string[]; start: number; end: number } | null> {
+    if (!this.kernel || this.kernel.status === 'disconnected') return null;
+    try {
+      const reply = await this.kernel.request('shell', 'complete_request', { code, cursor_pos: jsIndexToCodepoint(code, pos) }, 5000);
+      const c = reply.content;
+      if (c.status !== 'ok') return null;
+      return { matches: c.matches, start: codepointToJsIndex(code, c.cursor_start), end: codepointToJsIndex(code, c.cursor_end) };
+    } catch {
+      return null;
+    }
+  }
+
+  private async inspect(code: string, pos: number): Promise<string | null> {
+    if (!this.kernel) return null;
+    try {
+      const reply = await this.kernel.request('shell', 'inspect_request', { code, cursor_pos: jsIndexToCodepoint(code, pos), detail_level: 0 }, 5000);
+      const c = reply.content;
+      return c.status === 'ok' && c.found ? (c.data['text/plain'] as string) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // -- running -------------------------------------------------------------------
+  runActive(mode: 'advance' | 'stay' | 'insert'): void {
+    const cell = this.cells[this.active];
+    if (cell) this.runCell(cell, mode);
+  }
+
+  private runCell(cell: Cell, mode: 'advance' | 'stay' | 'insert'): void {
+    this.execute(cell);
+    const idx = this.cells.indexOf(cell);
+    if (mode === 'advance') {
+      if (idx === this.cells.length - 1) this.insert(idx + 1, 'code');
+      else {
+        this.select(idx + 1);
+        if (this.mode === 'edit') this.cells[idx + 1].edit();
+        else this.cells[idx + 1].el.focus();
+      }
+    } else if (mode === 'insert') {
+      this.insert(idx + 1, 'code');
+    }
+  }
+
+  runRange(start: number, end: number): void {
+    for (const cell of this.cells.slice(start, end)) this.execute(cell);
+  }
+
+  /** Send one cell to the kernel and route its output back into it. */
+  execute(cell: Cell): void {
+    cell.sync();
+    if (cell.model.cell_type === 'markdown') {
+      cell.render();
+      return;
+    }
+    if (cell.model.cell_type !== 'code') return;
+    if (!this.kernel) {
+      toast('No kernel is connected yet', 'error');
+      return;
+    }
+    const code = cell.model.source;
+    cell.clearOutputs();
+    cell.running = true;
+    cell.setPrompt();
+    cell.timing.textContent = '';
+    cell.el.classList.add('zh-running');
+    this.setDirty(true);
+    let started = 0;
+    const finish = () => {
+      cell.running = false;
+      cell.el.classList.remove('zh-running');
+      cell.setPrompt();
+      if (started) cell.timing.textContent = formatDuration(performance.now() - started);
+    };
+    this.kernel.execute(code, {
+      onIopub: (msg) => {
+        if (!started && msg.header.msg_type !== 'execute_input') started = performance.now();
+        this.handleIopub(cell, msg);
+        if (msg.header.msg_type === 'execute_input') started = performance.now();
+      },
+      onReply: (msg) => {
+        const c = msg.content;
+        if (typeof c.execution_count === 'number') cell.model.execution_count = c.execution_count;
+        if (c.status === 'aborted') cell.timing.textContent = 'aborted';
+      },
+      onStdin: (msg) => {
+        if (msg.header.msg_type !== 'input_request') return;
+        void cell.askInput(msg.content.prompt ?? '', !!msg.content.password).then((v) => this.kernel?.inputReply(v, msg));
+      },
+      onDone: finish,
+    });
+  }
+
+  private handleIopub(cell: Cell, msg: KernelMessage): void {
+    const t = msg.header.msg_type;
+    const c = msg.content;
+    if (t === 'execute_input') {
+      if (typeof c.execution_count === 'number') cell.model.execution_count = c.execution_count;
+    } else if (t === 'stream') {
+      cell.addOutput({ output_type: 'stream', name: c.name, text: c.text });
+    } else if (t === 'execute_result' || t === 'display_data') {
+      const out: Output = { output_type: t, data: c.data ?? {}, metadata: c.metadata ?? {} };
+      if (t === 'execute_result') (out as any).execution_count = c.execution_count ?? null;
+      cell.addOutput(out);
+      const id = c.transient?.display_id;
+      if (id) {
+        const list = this.displays.get(id) ?? [];
+        list.push({ cell, index: cell.model.outputs.length - 1 });
+        this.displays.set(id, list);
+      }
+    } else if (t === 'update_display_data') {
+      const id = c.transient?.display_id;
+      for (const target of this.displays.get(id) ?? []) {
+        const old = target.cell.model.outputs[target.index];
+        if (!old || old.output_type === 'stream' || old.output_type === 'error') continue;
+        target.cell.replaceOutput(target.index, { ...old, data: c.data ?? {}, metadata: c.metadata ?? {} });
+      }
+    } else if (t === 'clear_output') {
+      if (c.wait) cell.clearPending = true;
+      else cell.clearOutputs();
+    } else if (t === 'error') {
+      cell.addOutput({ output_type: 'error', ename: c.ename, evalue: c.evalue, traceback: c.traceback ?? [] });
+    }
+  }
+
+  // -- selection, modes, cell operations ---------------------------------------------
+  select(index: number): void {
+    if (index < 0 || index >= this.cells.length) return;
+    this.cells[this.active]?.el.classList.remove('zh-active');
+    this.active = index;
+    const el = this.cells[index].el;
+    el.classList.add('zh-active');
+    const r = el.getBoundingClientRect();
+    if (r.top < 0 || r.top > window.innerHeight - 40) el.scrollIntoView({ block: 'nearest' });
+  }
+
+  commandMode(): void {
+    this.mode = 'command';
+    this.el.classList.remove('zh-edit-mode');
+    const cell = this.cells[this.active];
+    cell?.sync();
+    cell?.el.focus();
+  }
+
+  insert(index: number, type: CellType, model?: CellModel): Cell {
+    const cell = this.makeCell(model ?? cellFromJSON({ cell_type: type, source: '' }));
+    const ref = this.cells[index]?.el ?? null;
+    this.cellsEl.insertBefore(cell.el, ref);
+    this.cells.splice(index, 0, cell);
+    this.select(index);
+    if (!model) cell.edit();
+    this.setDirty(true);
+    return cell;
+  }
+
+  deleteCells(): void {
+    const cell = this.cells[this.active];
+    if (!cell) return;
+    cell.sync();
+    this.deleted.push({ index: this.active, models: [structuredClone(cell.model)] });
+    cell.destroy();
+    this.cells.splice(this.active, 1);
+    if (this.cells.length === 0) this.insert(0, 'code');
+    this.select(Math.min(this.active, this.cells.length - 1));
+    this.setDirty(true);
+  }
+
+  undoDelete(): void {
+    const last = this.deleted.pop();
+    if (!last) return;
+    last.models.forEach((m, i) => this.insert(Math.min(last.index + i, this.cells.length), m.cell_type, m));
+  }
+
+  move(dir: -1 | 1): void {
+    const i = this.active;
+    const j = i + dir;
+    if (j < 0 || j >= this.cells.length) return;
+    const [cell] = this.cells.splice(i, 1);
+    this.cells.splice(j, 0, cell);
+    this.cellsEl.insertBefore(cell.el, dir < 0 ? this.cells[j + 1].el : (this.cells[j + 1]?.el ?? null));
+    this.select(j);
+    this.setDirty(true);
+  }
+
+  copy(): void {
+    const cell = this.cells[this.active];
+    if (!cell) return;
+    cell.sync();
+    this.clipboard = [structuredClone(cell.model)];
+  }
+
+  cut(): void {
+    this.copy();
+    this.deleteCells();
+  }
+
+  paste(): void {
+    for (const m of this.clipboard) {
+      const copy = { ...structuredClone(m), id: newCellId() };
+      this.insert(this.active + 1, copy.cell_type, copy);
+    }
+  }
+
+  private onKeyDown(e: KeyboardEvent): void {
+    if (!this.el.isConnected) return;
+    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 's') {
+      e.preventDefault();
+      void this.save();
+      return;
+    }
+    const target = e.target as HTMLElement;
+    // Keys typed into an editor, input or dialog are not commands.
+    if (target.closest('.cm-editor, input, textarea, select, .zh-overlay')) return;
+    if (this.mode === 'edit') return;
+    const now = Date.now();
+    const double = (k: string) => this.lastKey === k && now - this.lastKeyTime < 600;
+    const k = e.key;
+    let handled = true;
+    if (k === 'Enter' && e.shiftKey) this.runActive('advance');
+    else if (k === 'Enter' && (e.ctrlKey || e.metaKey)) this.runActive('stay');
+    else if (k === 'Enter' && e.altKey) this.runActive('insert');
+    else if (k === 'Enter') this.cells[this.active]?.edit();
+    else if (e.ctrlKey || e.metaKey || e.altKey) handled = false;
+    else if (k === 'ArrowUp' || k === 'k') this.select(this.active - 1);
+    else if (k === 'ArrowDown' || k === 'j') this.select(this.active + 1);
+    else if (k === 'a') this.insert(this.active, 'code');
+    else if (k === 'b') this.insert(this.active + 1, 'code');
+    else if (k === 'm') this.cells[this.active]?.setType('markdown'), this.setDirty(true);
+    else if (k === 'y') this.cells[this.active]?.setType('code'), this.setDirty(true);
+    else if (k === 'r') this.cells[this.active]?.setType('raw'), this.setDirty(true);
+    else if (k === 'x') this.cut();
+    else if (k === 'c') this.copy();
+    else if (k === 'v') this.paste();
+    else if (k === 'z') this.undoDelete();
+    else if (k === 'd') {
+      if (double('d')) {
+        this.deleteCells();
+        this.lastKey = '';
+        e.preventDefault();
+        return;
+      }
+    } else if (k === 'i') {
+      if (double('i')) void this.interrupt();
+    } else if (k === '0') {
+      if (double('0')) void this.restart(false);
+    } else handled = false;
+    this.lastKey = k;
+    this.lastKeyTime = now;
+    if (handled) e.preventDefault();
+  }
+
+  // -- saving --------------------------------------------------------------------
+  private setDirty(d: boolean): void {
+    this.unsaved = d;
+    this.saveStateEl.textContent = d ? 'unsaved changes' : 'saved';
+    this.saveStateEl.dataset.dirty = String(d);
+  }
+
+  toJSON(): any {
+    for (const c of this.cells) c.sync();
+    return {
+      nbformat: 4,
+      nbformat_minor: this.nbformatMinor,
+      metadata: this.meta,
+      cells: this.cells.map((c) => cellToJSON(c.model)),
+    };
+  }
+
+  /** Save; never overwrites a newer version on disk without asking. */
+  async save(auto = false): Promise<boolean> {
+    const content = this.toJSON();
+    this.saveStateEl.textContent = 'saving…';
+    const result = await this.guard.save({ type: 'notebook', format: 'json', content }, auto);
+    if (result === 'saved') {
+      this.setDirty(false);
+      return true;
+    }
+    if (result === 'reload') {
+      this.setDirty(false);
+      this.dispose();
+      this.navigate(this.path);
+      return false;
+    }
+    this.setDirty(true);
+    return false;
+  }
+
+  private async rename(): Promise<void> {
+    const name = await promptDialog('Rename notebook', 'New name', basename(this.path));
+    if (!name || name === basename(this.path)) return;
+    if (name.includes('/')) {
+      toast('A name cannot contain "/"', 'error');
+      return;
+    }
+    const dir = this.path.includes('/') ? this.path.slice(0, this.path.lastIndexOf('/') + 1) : '';
+    const newPath = dir + (name.endsWith('.ipynb') ? name : `${name}.ipynb`);
+    try {
+      await contents.rename(this.path, newPath);
+    } catch (e) {
+      toast(`Rename failed: ${(e as Error).message}`, 'error');
+      return;
+    }
+    if (this.session) {
+      try {
+        this.session = await sessions.update(this.session.id, { path: newPath, name: basename(newPath) });
+      } catch {
+        // The file is renamed; a stale session path only affects listings.
+      }
+    }
+    this.path = newPath;
+    this.guard.path = newPath;
+    this.titleEl.textContent = basename(newPath);
+    document.title = `${basename(newPath)} — Zasper`;
+    history.replaceState(null, '', pageUrlFor('notebooks', newPath));
+  }
+
+  retheme(): void {
+    for (const c of this.cells) if (c.editor) retheme(c.editor);
+  }
+
+  dispose(): void {
+    clearInterval(this.autosaveTimer);
+    this.observer.disconnect();
+    for (const d of this.disposers) d();
+    this.kernel?.dispose();
+    this.kernel = null;
+  }
+
+  isDirty(): boolean {
+    return this.unsaved;
+  }
+}
+
+export function basename(path: string): string {
+  return path.split('/').pop() || path;
+}
+
+export function pageUrlFor(kind: string, path: string): string {
+  const base = pageConfig().baseUrl.replace(/\/+$/, '');
+  return `${base}/${kind}/${path.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const m = Math.floor(ms / 60_000);
+  return `${m} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+/** Jupyter cursor positions count Unicode code points; JS strings count UTF-16 units. */
+export function jsIndexToCodepoint(text: string, index: number): number {
+  return Array.from(text.slice(0, index)).length;
+}
+
+export function codepointToJsIndex(text: string, cp: number): number {
+  let i = 0;
+  let n = 0;
+  while (n < cp && i < text.length) {
+    const code = text.codePointAt(i) as number;
+    i += code > 0xffff ? 2 : 1;
+    n++;
+  }
+  return i;
+}
+

@@ -1,0 +1,192 @@
+"""End to end: the notebook workflow a data scientist does every day, in
+Chromium against a real server and real ipykernel."""
+
+from __future__ import annotations
+
+import json
+
+from tests.browser.conftest import shot
+from tests.browser.helpers import IDLE, api, cell, new_notebook, open_notebook, run_in_new_cell, type_in_active_cell, wait_cell_done
+from tests.support.server import ServerProcess
+
+PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.title('squares')\nplt.show()"
+
+
+def test_create_run_save_reload(page, ui_server: ServerProcess) -> None:
+    shot(page, "01-file-browser")
+    path = new_notebook(page)
+
+    run_in_new_cell(page, "print('hello from zasper')")
+    page.wait_for_selector(".zh-cell >> nth=0 >> .zh-output-stream:has-text('hello from zasper')")
+    wait_cell_done(page, 0)
+    assert page.inner_text(".zh-cell >> nth=0 >> .zh-prompt") == "[1]:"
+    assert page.inner_text(".zh-cell >> nth=0 >> .zh-timing")  # per-cell run time
+
+    run_in_new_cell(page, PLOT)
+    page.wait_for_selector(".zh-cell >> nth=1 >> img[src^='data:image/png;base64,']", timeout=60_000)
+
+    run_in_new_cell(page, "1/0")
+    err = page.wait_for_selector(".zh-cell >> nth=2 >> .zh-output-error")
+    assert "ZeroDivisionError" in err.inner_text()
+    # IPython colours tracebacks; the colours arrive as styled spans, not escapes.
+    assert err.query_selector("span[style*='color']") is not None
+    assert "\x1b" not in err.inner_text()
+
+    run_in_new_cell(page, "name = input('Your name: ')\nprint('hi', name)")
+    box = page.wait_for_selector(".zh-stdin-input")
+    shot(page, "02-input-prompt")
+    box.fill("Ada")
+    box.press("Enter")
+    page.wait_for_selector(".zh-cell >> nth=3 >> .zh-output-stream:has-text('hi Ada')")
+    wait_cell_done(page, 3)
+
+    # A markdown cell with math.
+    page.click("button[title='Insert markdown cell below']")
+    page.keyboard.insert_text("# Results\n\nArea is $\\pi r^2$")
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_selector(".zh-md .zh-rendered h1:has-text('Results')")
+    page.wait_for_selector(".zh-md .zh-rendered .katex")
+
+    page.keyboard.press("Control+s")
+    page.wait_for_selector(".zh-save-state[data-dirty=false]")
+    shot(page, "03-notebook-outputs")
+
+    with api(ui_server) as c:
+        nb = c.get(f"/api/contents/{path}").json()["content"]
+    kinds = [o["output_type"] for cell_ in nb["cells"] for o in cell_.get("outputs", [])]
+    assert kinds.count("error") == 1 and "display_data" in kinds
+    assert any("image/png" in o.get("data", {}) for c_ in nb["cells"] for o in c_.get("outputs", []))
+
+    page.reload()
+    page.wait_for_selector(".zh-notebook")
+    page.wait_for_selector(".zh-cell >> nth=0 >> .zh-output-stream:has-text('hello from zasper')")
+    assert page.query_selector(".zh-cell >> nth=1 >> img[src^='data:image/png;base64,']") is not None
+    assert "ZeroDivisionError" in page.inner_text(".zh-cell >> nth=2 >> .zh-output-error")
+    assert "hi Ada" in page.inner_text(".zh-cell >> nth=3")
+    assert page.inner_text(".zh-cell >> nth=0 >> .zh-prompt") == "[1]:"
+
+
+def test_restart_kernel_forgets_state(page, ui_server: ServerProcess) -> None:
+    new_notebook(page)
+    run_in_new_cell(page, "x = 41")
+    wait_cell_done(page, 0)
+    page.click("button[title='Restart kernel (0, 0)']")
+    page.click(".zh-dialog button:has-text('Restart')")
+    page.wait_for_selector(IDLE, timeout=60_000)
+    run_in_new_cell(page, "print(x + 1)")
+    err = page.wait_for_selector(".zh-cell >> nth=1 >> .zh-output-error", timeout=30_000)
+    assert "NameError" in err.inner_text()
+
+
+def test_command_mode_keys(page, ui_server: ServerProcess) -> None:
+    new_notebook(page)
+    type_in_active_cell(page, "a = 1")
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # insert below (enters edit mode)
+    page.keyboard.insert_text("b = 2")
+    page.keyboard.press("Escape")
+    assert page.locator(".zh-cell").count() == 2
+    page.keyboard.press("a")  # insert above the active one
+    page.keyboard.press("Escape")
+    assert page.locator(".zh-cell").count() == 3
+    page.keyboard.press("d")
+    page.keyboard.press("d")
+    assert page.locator(".zh-cell").count() == 2
+    page.keyboard.press("z")  # undo the delete
+    assert page.locator(".zh-cell").count() == 3
+    page.keyboard.press("d")
+    page.keyboard.press("d")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("m")  # to markdown
+    assert "zh-md" in (cell(page, 1).get_attribute("class") or "")
+    page.keyboard.press("y")  # back to code
+    assert "zh-code" in (cell(page, 1).get_attribute("class") or "")
+    page.keyboard.press("c")
+    page.keyboard.press("v")  # paste copy below
+    assert page.locator(".zh-cell").count() == 3
+    assert "b = 2" in cell(page, 2).inner_text()
+
+
+def test_tab_completion_and_inspect(page, ui_server: ServerProcess) -> None:
+    new_notebook(page)
+    run_in_new_cell(page, "import collections")
+    wait_cell_done(page, 0)
+    type_in_active_cell(page, "collections.Ordered")
+    page.keyboard.press("Tab")
+    page.wait_for_selector(".cm-tooltip-autocomplete:has-text('OrderedDict')")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Shift+Tab")
+    page.wait_for_selector(".zh-inspect", timeout=15_000)
+    assert "OrderedDict" in page.inner_text(".zh-cell.zh-active .cm-content")
+
+
+def test_untrusted_outputs_cannot_run_script(page, ui_server: ServerProcess) -> None:
+    """Notebook files and kernels are untrusted: nothing they carry may run script in the app's origin."""
+    evil_html = (
+        '<b id="kept">bold stays</b><script>window.__pwned = "script"</script>'
+        '<img src="x" onerror="window.__pwned = \'onerror\'">'
+        "<a id=\"js\" href=\"javascript:window.__pwned='href'\">x</a>"
+        "<iframe srcdoc=\"<script>parent.__pwned='iframe'</script>\"></iframe>"
+    )
+    evil_svg = '<svg xmlns="http://www.w3.org/2000/svg" onload="window.__pwned=\'svg\'"><script>window.__pwned="svgscript"</script><rect width="5" height="5"/></svg>'
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            {"id": "m1", "cell_type": "markdown", "metadata": {}, "source": "hello <img src=x onerror=\"window.__pwned='md'\">"},
+            {
+                "id": "c1",
+                "cell_type": "code",
+                "metadata": {},
+                "execution_count": 1,
+                "source": "",
+                "outputs": [
+                    {"output_type": "display_data", "metadata": {}, "data": {"text/html": evil_html, "text/plain": "x"}},
+                    {"output_type": "display_data", "metadata": {}, "data": {"image/svg+xml": evil_svg}},
+                    {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": "<img src=x onerror=\"window.__pwned='mdout'\">"}},
+                ],
+            },
+        ],
+    }
+    with api(ui_server) as c:
+        assert c.put("/api/contents/evil.ipynb", json={"type": "notebook", "content": nb}).status_code in (200, 201)
+    open_notebook(page, ui_server, "evil.ipynb")
+    page.wait_for_selector("#kept")
+    page.click(".zh-cell >> nth=1 >> .zh-prompt")
+    page.click("button[title='Insert code cell below (B)']")
+    run_in_new_cell(page, "from IPython.display import HTML, display\ndisplay(HTML('<img src=y onerror=\"window.__pwned=1\"><b id=fromkernel>k</b>'))")
+    page.wait_for_selector("#fromkernel")
+    page.wait_for_timeout(500)  # give any handler a chance to fire
+    assert page.evaluate("window.__pwned") is None
+    href = page.get_attribute("#js", "href")
+    assert not (href or "").startswith("javascript:")
+    assert page.query_selector(".zh-outputs script, .zh-outputs iframe, .zh-outputs svg") is None
+    shot(page, "04-sanitized-outputs")
+
+
+def test_save_conflict_is_detected(page, ui_server: ServerProcess) -> None:
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"id": "a", "cell_type": "code", "metadata": {}, "source": "mine = 1", "outputs": [], "execution_count": None}]}
+    with api(ui_server) as c:
+        c.put("/api/contents/shared.ipynb", json={"type": "notebook", "content": nb})
+        open_notebook(page, ui_server, "shared.ipynb")
+        theirs = json.loads(json.dumps(nb))
+        theirs["cells"][0]["source"] = "theirs = 2"
+        c.put("/api/contents/shared.ipynb", json={"type": "notebook", "content": theirs})
+        type_in_active_cell(page, "mine = 3")
+        page.keyboard.press("Control+s")
+        page.wait_for_selector(".zh-dialog:has-text('changed on disk')")
+        shot(page, "05-save-conflict")
+        page.click(".zh-dialog button:has-text('Cancel')")
+        assert c.get("/api/contents/shared.ipynb").json()["content"]["cells"][0]["source"] == "theirs = 2"
+        assert page.get_attribute(".zh-save-state", "data-dirty") == "true"
+        page.keyboard.press("Control+s")
+        page.click(".zh-dialog button:has-text('Overwrite')")
+        page.wait_for_selector(".zh-save-state[data-dirty=false]")
+        assert c.get("/api/contents/shared.ipynb").json()["content"]["cells"][0]["source"] == "mine = 3"
+        # No conflict now: our own save is the version we know.
+        type_in_active_cell(page, "mine = 4")
+        page.keyboard.press("Control+s")
+        page.wait_for_selector(".zh-save-state[data-dirty=false]")
+        assert page.query_selector(".zh-dialog") is None
+        assert c.get("/api/contents/shared.ipynb").json()["content"]["cells"][0]["source"] == "mine = 4"
