@@ -26,7 +26,13 @@ from urllib.parse import urlparse
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.web import HTTPError
 
-from zasperhub.auth.base import AuthResult, AuthSetupError, IdentityProvider, RequestInfo, User
+from zasperhub.auth.base import (
+    AuthResult,
+    AuthSetupError,
+    IdentityProvider,
+    RequestInfo,
+    User,
+)
 from zasperhub.auth.token import MAX_TOKEN_LENGTH, header_token
 
 if TYPE_CHECKING:

@@ -15,7 +15,11 @@ from traitlets import Bool
 from traitlets.config import Application
 
 from zasperhub.auth.base import AuthSetupError
-from zasperhub.auth.password import MAX_PASSWORD_LENGTH, PasswordStore, validate_new_password
+from zasperhub.auth.password import (
+    MAX_PASSWORD_LENGTH,
+    PasswordStore,
+    validate_new_password,
+)
 
 
 class PasswordApp(Application):

@@ -12,7 +12,14 @@ import hashlib
 import os
 import secrets
 
-from zasperhub.auth.base import AuthResult, IdentityProvider, LoginOutcome, RequestInfo, User, constant_time_equal
+from zasperhub.auth.base import (
+    AuthResult,
+    IdentityProvider,
+    LoginOutcome,
+    RequestInfo,
+    User,
+    constant_time_equal,
+)
 from zasperhub.auth.throttle import LoginThrottle
 
 #: Tokens longer than this are rejected before any comparison work.

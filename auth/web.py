@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 
 #: Browser sessions last this long unless the operator sets another bound.
 DEFAULT_SESSION_SECONDS = 14 * 24 * 3600
-
-
 #: Signed cookies longer than this are refused unread.
 MAX_COOKIE_LENGTH = 8192
 
@@ -37,11 +35,12 @@ def _session_payload(handler: RequestHandler, provider: IdentityProvider, max_ag
         return None
     try:
         data = orjson.loads(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("u"), str):
+            return None
         if data["f"] != provider.session_fingerprint() or time.time() - data["t"] > max_age:
             return None
         if provider.session_revoked(str(data["s"])):
             return None
-        str(data["u"])
         return data
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None

@@ -72,6 +72,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         prev = self.meter.snapshot()
         t0 = prev["t"]
+        psutil.cpu_percent(None)  # prime the machine-wide counter
         while not self._halt.wait(self.interval):
             cur = self.meter.snapshot()
             dt = cur["t"] - prev["t"] or 1e-9
@@ -85,12 +86,19 @@ class Sampler(threading.Thread):
                 "server_cpu_pct": round(100 * (cur["server"] - prev["server"]) / dt, 1),
                 "kernels_cpu_pct": round(100 * kcpu / dt, 1),
                 "client_cpu_pct": round(100 * max(0.0, cur["client"] - prev["client"]) / dt, 1),
+                # All cores, all processes: shows other work competing with the run.
+                "machine_cpu_pct": round(psutil.cpu_percent(None) * (psutil.cpu_count() or 1), 1),
             })
             prev = cur
 
     def stop(self) -> None:
         self._halt.set()
         self.join(5)
+
+    def machine_busy(self, phase: str = "load") -> float | None:
+        """Mean machine-wide CPU % (100 per core) during ``phase``."""
+        values = [s["machine_cpu_pct"] for s in self.samples if s["phase"] == phase and "machine_cpu_pct" in s]
+        return round(sum(values) / len(values), 1) if values else None
 
     def rss_summary(self, phase: str = "load") -> dict[str, float | None]:
         values = [s["server_rss_mb"] for s in self.samples if s["phase"] == phase]

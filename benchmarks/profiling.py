@@ -78,6 +78,13 @@ def hot_spots(path: Path, top: int = 15) -> dict[str, Any]:
         for f in set(frames):
             incl[f] += n
 
+    # Event-loop and start-up frames sit under every sample; they say nothing.
+    scaffolding = ("asyncio/", "<frozen runpy>", "(cli.py)", "run (app.py)", "ZasperApp.start", "ServerApp.start",
+                   "launch_instance", "tornado/platform/asyncio.py", "jupyter_server/__main__", "<module>")
+    for name in list(incl):
+        if any(tag in name for tag in scaffolding):
+            del incl[name]
+
     def table(c: Counter[str]) -> list[tuple[str, float]]:
         return [(name, round(100 * n / total, 1)) for name, n in c.most_common(top)] if total else []
 

@@ -108,8 +108,8 @@ def markdown(run: dict[str, Any]) -> str:
     if rows:
         out += ["| scenario | config | wire | server CPU-s / 1k round trips | reply p50 ms | reply p99 ms | idle p99 ms "
                 "| replies/s | server RSS max MB | /api/status p99 ms | lost: unanswered/idle-missing/dropped WS/dead "
-                "| client CPU % |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| client CPU % | machine CPU % (all processes, 200 = 2 cores) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (scen, k, r, wire), by in rows:
             zh, js = by.get("zasperhub", {}), by.get("jupyter-server", {})
             g = _get
@@ -123,7 +123,8 @@ def markdown(run: dict[str, Any]) -> str:
                 _cell(g(zh, "rss_load_mb", "max"), g(js, "rss_load_mb", "max")),
                 _cell(g(zh, "status_probe_ms", "p99"), g(js, "status_probe_ms", "p99")),
                 f"{_loss(zh)} vs {_loss(js)}",
-                f"{_fmt(zh.get('client_cpu_pct'))} / {_fmt(js.get('client_cpu_pct'))} |",
+                f"{_fmt(zh.get('client_cpu_pct'))} / {_fmt(js.get('client_cpu_pct'))}",
+                f"{_fmt(zh.get('machine_cpu_pct_load'), 0)} / {_fmt(js.get('machine_cpu_pct_load'), 0)} |",
             ]))
         ceil = [(key, by) for key, by in rows if key[0] == "ceiling"]
         if ceil:
@@ -143,6 +144,11 @@ def markdown(run: dict[str, Any]) -> str:
         after = [r["rss_after_delete_mb"] for r in mine if r.get("rss_after_delete_mb")]
         out.append(f"| {server} | {len(mine)} | {_fmt(cold[len(cold) // 2] if cold else None, 3)} "
                    f"| {_fmt(idle[len(idle) // 2] if idle else None)} | {_fmt(max(after) if after else None)} |")
+    for (scen, k, r, wire), by in _pairs(recs, ("idle",)):
+        zh, js = by.get("zasperhub", {}), by.get("jupyter-server", {})
+        out += ["", f"Idle cost ({k} kernels connected, {wire}, no executes; /api/status probed twice a second): server CPU "
+                f"{_cell(zh.get('server_cpu_pct'), js.get('server_cpu_pct'), 2)} %, RSS "
+                f"{_cell(_get(zh, 'rss_load_mb', 'mean'), _get(js, 'rss_load_mb', 'mean'))} MB"]
     for (scen, k, r, wire), by in _pairs(recs, ("startup",)):
         zh, js = by.get("zasperhub", {}), by.get("jupyter-server", {})
         out += ["", f"Kernel start ({wire}): POST /api/sessions p50 "
@@ -165,6 +171,14 @@ def markdown(run: dict[str, Any]) -> str:
             if scen == "slow_consumer":
                 line += f"; stalled client {res.get('stalled')}; others' reply p99 {_get(res, 'reply_latency_ms', 'p99')} ms, lost {_loss(rec)}"
             out += ["", line]
+    for rec in recs:
+        prof = rec.get("profile")
+        if not prof or not prof.get("samples"):
+            continue
+        out += ["", f"py-spy profile of {rec['server']} during {rec['scenario']} {rec['kernels']}x{rec['rate']} {rec['wire']} "
+                f"({prof['samples']} samples, {prof['file']}):", "", "| self % | function | | inclusive % | function |", "|---|---|---|---|---|"]
+        for (fs, ps), (fi, pi) in zip(prof["self_pct"][:12], prof["inclusive_pct"][:12]):
+            out.append(f"| {ps} | `{fs}` | | {pi} | `{fi}` |")
     errors = [r for r in recs if "error" in r]
     if errors:
         out += ["", "Errors:"] + [f"- {r['server']} {r['scenario']} {r['kernels']}x{r['rate']} {r['wire']}: {r['error'][:300]}" for r in errors]

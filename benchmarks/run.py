@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.scenarios:
             scenario = SCENARIOS[name]
-            configs = args.configs if args.configs and scenario.workload == "steady" and name != "ceiling" else scenario.configs
+            configs = args.configs if args.configs and name in ("steady", "saturation", "overload") else scenario.configs
             # Scenarios whose size is not a KERNELSxRATE pair keep their own.
             for kernels, rate in configs:
                 for wire in args.wires:

@@ -8,6 +8,7 @@ client works through its phases, and returns one JSON-ready record.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "steady": Scenario("steady", "steady", [(2, 10), (8, 10), (16, 10)]),
+    "idle": Scenario("idle", "steady", [(2, 0), (16, 0)]),
     "saturation": Scenario("saturation", "steady", [(32, 10), (64, 10), (16, 100)]),
     "overload": Scenario("overload", "steady", [(64, 100)], window=60),
     "ceiling": Scenario("ceiling", "steady", [(4, 0)], kernel_name=ECHO_KERNEL, extra={"inflight": 8}),
@@ -87,6 +89,8 @@ def run_one(server: str, scenario: Scenario, kernels: int, rate: int, wire: str,
     window = scenario.window if scenario.window and window >= 30 else window
     record: dict[str, Any] = {"server": server, "scenario": scenario.name, "kernels": kernels, "rate": rate,
                               "wire": wire, "window_s": window}
+    # The machine is shared: record how busy it was when this config started.
+    record["loadavg_1m"] = round(os.getloadavg()[0], 2)
     srv = RunningServer(server, env, server_args)
     try:
         srv.start()
@@ -134,6 +138,7 @@ def run_one(server: str, scenario: Scenario, kernels: int, rate: int, wire: str,
         record["rss_after_delete_mb"] = srv.rss_mb()
         sampler.stop()
         record["rss_load_mb"] = sampler.rss_summary("load")
+        record["machine_cpu_pct_load"] = sampler.machine_busy("load")
         record["status_probe_ms"] = probe.summary()
         record["samples"] = sampler.samples
         record["server_alive"] = srv.proc is not None and srv.proc.poll() is None

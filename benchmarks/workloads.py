@@ -141,6 +141,9 @@ async def steady(api: ServerAPI, spec: dict[str, Any], phases: Phases) -> dict[s
     end = start + window
     if spec.get("inflight"):
         tasks = [closed_loop(c, spec["inflight"], end) for c in clients]
+    elif not spec["rate"]:
+        # Connected but silent: the server's fixed cost per second.
+        tasks = [asyncio.sleep(window)]
     else:
         n, rate = len(clients), spec["rate"]
         # Stagger kernels so requests are spread evenly over each interval.

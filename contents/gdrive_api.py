@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import google.auth._helpers
 import google.auth.credentials
 import google.auth.exceptions
 import google.oauth2.credentials
@@ -45,6 +46,8 @@ DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
 #: HTTP statuses worth retrying; Drive also signals rate limits as 403 + reason.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "backendError", "internalError"})
+#: How long before expiry google-auth refreshes (its own constant, kept private there).
+REFRESH_THRESHOLD = getattr(google.auth._helpers, "REFRESH_THRESHOLD", datetime.timedelta(minutes=3, seconds=45))
 #: Assumed lifetime of a hook-supplied token that comes without an expiry;
 #: a 401 before then still triggers a refresh.
 DEFAULT_HOOK_TOKEN_LIFETIME = datetime.timedelta(minutes=50)
@@ -97,7 +100,15 @@ def _parse_refresh_result(result: RefreshResult) -> tuple[str, datetime.datetime
         raise google.auth.exceptions.RefreshError(f"credentials_refresher returned {type(result).__name__}, not a token")
     if not isinstance(token, str) or not token:
         raise google.auth.exceptions.RefreshError("credentials_refresher returned no access token")
-    return token, _naive_utc(expiry) if expiry else now + DEFAULT_HOOK_TOKEN_LIFETIME
+    expiry = _naive_utc(expiry) if expiry else now + DEFAULT_HOOK_TOKEN_LIFETIME
+    # google-auth refreshes REFRESH_THRESHOLD (~4 min) before the expiry and
+    # rejects tokens closer to it than that.  A hook may legitimately hand out
+    # a short-lived token (e.g. "ask me again in 30 s"): shift its expiry so
+    # google-auth uses it and asks again after that lifetime.
+    lifetime = expiry - now
+    if lifetime <= REFRESH_THRESHOLD:
+        expiry = now + REFRESH_THRESHOLD + max(lifetime, datetime.timedelta(seconds=1))
+    return token, expiry
 
 
 def hook_credentials(refresher: Refresher, loop_getter: Callable[[], asyncio.AbstractEventLoop | None],

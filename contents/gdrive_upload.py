@@ -16,13 +16,26 @@ import errno
 from collections.abc import Callable
 from typing import Any
 
-from googleapiclient.http import HttpRequest, MediaUpload
+from googleapiclient.http import HttpRequest, MediaIoBaseUpload, MediaUpload
 
 from zasperhub.contents.base import Stat, Upload
 from zasperhub.contents.gdrive_api import DriveClient
 
 #: Drive rejects non-final chunks that are not multiples of this.
 CHUNK_GRANULARITY = 256 * 1024
+
+
+class BytesMedia(MediaIoBaseUpload):
+    """Media handed to the transport as bytes, never as a stream.
+
+    googleapiclient sends resumable chunks of stream-backed media as a
+    one-shot stream slice; when google-auth answers a 401 by refreshing and
+    replaying the request, that slice is already consumed and the replay
+    hangs with an empty body.  Bytes can be sent twice.
+    """
+
+    def has_stream(self) -> bool:
+        return False
 
 
 class GrowingMedia(MediaUpload):

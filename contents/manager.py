@@ -91,12 +91,12 @@ class ContentsManager(LoggingConfigurable):
     # -- helpers ---------------------------------------------------------------------
     def _path(self, path: object, *, write: bool = False) -> str:
         """Normalise `path` and apply the hidden-file policy."""
-        path = normalize_path(path)
-        if not self.allow_hidden and is_hidden(path):
+        clean = normalize_path(path)
+        if not self.allow_hidden and is_hidden(clean):
             if write:
-                raise ValueError(f"Cannot access hidden file or directory {path!r} (allow_hidden is off)")
-            raise _not_found(path)
-        return path
+                raise ValueError(f"Cannot access hidden file or directory {clean!r} (allow_hidden is off)")
+            raise _not_found(clean)
+        return clean
 
     def _lock(self, path: str) -> asyncio.Lock:
         lock = self._locks.get(path)

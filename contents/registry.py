@@ -43,9 +43,7 @@ def backend_class(scheme: str) -> type[Backend]:
     try:
         cls = found[0].load()
     except ImportError as e:
-        extra = EXTRAS.get(scheme)
-        hint = f"; install it with: pip install 'zasperhub[{extra}]'" if extra else ""
-        raise ContentsConfigError(f"The {scheme}:// contents backend cannot be imported ({e}){hint}") from e
+        raise ContentsConfigError(_missing(scheme, e)) from e
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise ContentsConfigError(f"Entry point {found[0].value} for {scheme}:// is not a Backend class")
     return cls
@@ -58,8 +56,16 @@ def open_backend(url: str, *, root_dir: str, parent: Any = None) -> Backend:
         url = "file://" + url  # a bare directory path
     try:
         return cls.from_url(url, root_dir=root_dir, parent=parent)  # type: ignore[attr-defined]
+    except ImportError as e:  # backends may import their SDK only here
+        raise ContentsConfigError(_missing(scheme_of(url), e)) from e
     except (ValueError, OSError) as e:
         raise ContentsConfigError(f"Cannot open contents at {_redact(url)}: {e}") from e
+
+
+def _missing(scheme: str, error: ImportError) -> str:
+    extra = EXTRAS.get(scheme)
+    hint = f"; install it with: pip install 'zasperhub[{extra}]'" if extra else ""
+    return f"The {scheme}:// contents backend cannot be imported ({error}){hint}"
 
 
 def open_contents(url: str, *, root_dir: str, parent: Any = None) -> ContentsManager:

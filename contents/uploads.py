@@ -50,9 +50,10 @@ class ChunkedUploads:
             upload = await self.backend.begin_upload(path)
             pending = self._pending[path] = _Pending(upload, next_chunk=1)
         else:
-            pending = self._pending.get(path)
-            if pending is None:
+            found = self._pending.get(path)
+            if found is None:
                 raise ValueError(f"No upload in progress for {path!r}: chunked uploads start with chunk 1")
+            pending = found
         async with pending.lock:
             if self._pending.get(path) is not pending:
                 raise ValueError(f"The upload of {path!r} was restarted or cancelled")

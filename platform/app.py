@@ -221,6 +221,9 @@ class ZasperApp(Application):
             "websocket_max_message_size": 256 * 1024 * 1024,
             "compress_response": True,
         }
+        from zasperhub.platform.web.base import NotFoundHandler
+
+        settings["default_handler_class"] = NotFoundHandler
         if self.hub_mode:
             from zasperhub.auth.hub import hub_version
 

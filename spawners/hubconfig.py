@@ -15,13 +15,41 @@ from typing import Any
 
 #: The idle culler's hub role: what it needs to find and stop idle servers.
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
-#: Scopes of every server's own token (JupyterHub's defaults plus reading the
-#: owner's auth_state, which Drive storage needs to refresh Google tokens).
-SERVER_SCOPES = ["users:activity!user", "access:servers!server", "admin:auth_state!user"]
+#: Scopes of every server's own token (JupyterHub's defaults).
+SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
+#: What Drive storage adds: a server reads its own user's auth_state to get
+#: refreshed Google tokens.  A server token only receives scopes its user
+#: holds, so users get it too (their own tokens, nobody else's).
+AUTH_STATE_SCOPE = "admin:auth_state!user"
 
 #: Environment variable `zasperhub hub --db-url` uses, so the URL (and its
 #: password) never shows up in the hub's command line.
 DB_URL_ENV = "ZASPERHUB_DB_URL"
+
+
+_MEMORY_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+                 "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+
+
+def k8s_cpu_cores(value: str | float | int | None) -> float | None:
+    """A Kubernetes CPU quantity ("500m", "2", 1.5) in cores; None if unset."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return cores or None
+
+
+def k8s_memory_bytes(value: str | int | None) -> int | None:
+    """A Kubernetes memory quantity ("256Mi", "1G", 1073741824) in bytes; None if unset."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    number = text.rstrip("kKMGTi")
+    unit = text[len(number):]
+    if unit not in _MEMORY_UNITS:
+        raise ValueError(f"not a Kubernetes memory quantity: {value!r}")
+    return int(float(number) * _MEMORY_UNITS[unit])
 
 
 def _configured(c: Any, name: str) -> list[dict[str, Any]]:
@@ -50,6 +78,17 @@ def enable_idle_culler(c: Any, timeout: int, cull_every: int = 0, max_age: int =
     c.JupyterHub.load_roles = roles
 
 
+def enable_drive_token_refresh(c: Any) -> None:
+    """Let each user's server read that user's auth_state (Drive mode)."""
+    roles = {r["name"]: r for r in _configured(c, "load_roles")}
+    server = roles.setdefault("server", {"name": "server", "scopes": list(SERVER_SCOPES)})
+    user = roles.setdefault("user", {"name": "user", "scopes": ["self"]})
+    for role in (server, user):
+        if AUTH_STATE_SCOPE not in role["scopes"]:
+            role["scopes"] = [*role["scopes"], AUTH_STATE_SCOPE]
+    c.JupyterHub.load_roles = list(roles.values())
+
+
 def apply_defaults(c: Any, data_dir: str | os.PathLike[str], idle_timeout: int = 3600) -> None:
     """Zasper Hub's defaults on a JupyterHub config object `c`."""
     data = Path(data_dir).resolve()
@@ -76,7 +115,7 @@ Delete this file and run `zasperhub hub` again to regenerate it.
 Every JupyterHub setting works here (https://jupyterhub.readthedocs.io).
 """
 
-from zasperhub.spawners.hubconfig import apply_defaults, enable_idle_culler
+from zasperhub.spawners.hubconfig import apply_defaults, enable_drive_token_refresh, enable_idle_culler
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
 apply_defaults(c, data_dir={data_dir!r})
@@ -99,6 +138,8 @@ c.JupyterHub.bind_url = {bind_url!r}
 #   c.GoogleOAuthenticator.scope = ["openid", "email", "https://www.googleapis.com/auth/drive.file"]
 #   c.GoogleOAuthenticator.extra_authorize_params = {{"access_type": "offline", "prompt": "consent"}}
 #   c.GoogleOAuthenticator.enable_auth_state = True   # needs $JUPYTERHUB_CRYPT_KEY
+#   c.GoogleOAuthenticator.auth_refresh_age = 60       # how stale a token the hub may hand out
+#   enable_drive_token_refresh(c)                      # servers may read their user's tokens
 c.JupyterHub.authenticator_class = {authenticator!r}
 c.Authenticator.allow_all = {allow_all!r}
 

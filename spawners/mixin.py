@@ -21,6 +21,7 @@ Storage modes, chosen by the scheme of `storage_url`:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,9 @@ from traitlets import Bool, Dict, Enum, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from zasperhub.spawners.naming import iam_user_name, safe_username
+
+#: Buckets this hub process already checked (s3_create_bucket).
+_ENSURED_BUCKETS: set[str] = set()
 
 #: Environment variables that carry secrets to the single-user server.
 S3_KEY_ENV = "AWS_ACCESS_KEY_ID"
@@ -78,6 +82,9 @@ class ZasperSpawnerMixin(LoggingConfigurable):
     s3_secret_access_key = Unicode(config=True, help="Secret the hub uses (default: $AWS_SECRET_ACCESS_KEY of the hub).")
     s3_iam_endpoint_url = Unicode(
         config=True, help="IAM endpoint for s3_credentials='iam' (default: s3_endpoint_url; empty for AWS IAM)."
+    )
+    s3_create_bucket = Bool(
+        False, config=True, help="Create the bucket (with the hub's key) at a user's start if it does not exist."
     )
     s3_iam_user_prefix = Unicode("zasper-", config=True, help="Prefix of the per-user IAM user names.")
     server_args = List(
@@ -182,15 +189,23 @@ class ZasperSpawnerMixin(LoggingConfigurable):
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> Any:
         """Render storage and obtain credentials, then start as the base spawner does."""
+        await self.prepare_storage()
+        return await super().start()  # type: ignore[misc]
+
+    async def prepare_storage(self) -> None:
+        """Fix this user's storage URL and fetch the credentials for it."""
         self.zasper_storage_url = self.render_storage_url()
         self._zasper_secret_env = await self.storage_credentials(self.zasper_storage_url)
-        return await super().start()  # type: ignore[misc]
 
     async def storage_credentials(self, url: str) -> dict[str, str]:
         """Secret environment for `url`: S3 keys (shared or per-user) or Drive tokens."""
         if url.startswith("s3://"):
+            bucket, prefix = split_s3_url(url)
+            if self.s3_create_bucket and bucket not in _ENSURED_BUCKETS:
+                if await asyncio.to_thread(self._issuer().ensure_bucket_sync, self.s3_endpoint_url, bucket):
+                    self.log.info("Created bucket %s", bucket)  # type: ignore[attr-defined]
+                _ENSURED_BUCKETS.add(bucket)
             if self.s3_credentials == "iam":
-                bucket, prefix = split_s3_url(url)
                 creds = await self._issuer().issue(self.iam_user, bucket, prefix)
                 return {S3_KEY_ENV: creds.access_key_id, S3_SECRET_ENV: creds.secret_access_key}
             if self.s3_access_key_id:

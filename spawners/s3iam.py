@@ -129,6 +129,34 @@ class IAMCredentialIssuer:
         for k in keys:
             iam.delete_access_key(UserName=iam_user, AccessKeyId=k["AccessKeyId"])
 
+    def ensure_bucket_sync(self, s3_endpoint_url: str, bucket: str) -> bool:
+        """Create `bucket` with the admin key unless it exists (blocking); True if created."""
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import ClientError
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_endpoint_url or None,
+            aws_access_key_id=self._admin[0] or None,
+            aws_secret_access_key=self._admin[1] or None,
+            region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, connect_timeout=self.timeout, read_timeout=self.timeout),
+        )
+        try:
+            s3.head_bucket(Bucket=bucket)
+            return False
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+            return False
+        return True
+
     async def issue(self, iam_user: str, bucket: str, prefix: str) -> S3Credentials:
         """`issue_sync` off the hub's event loop."""
         return await asyncio.to_thread(self.issue_sync, iam_user, bucket, prefix)

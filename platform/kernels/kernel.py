@@ -360,7 +360,10 @@ class ManagedKernel:
             if self._connections:
                 for conn in list(self._connections.values()):
                     conn.deliver(channel, parts)
-            elif not self._from_server_session(parts[1]):
+            elif len(parts[1]) > 2 and not self._from_server_session(parts[1]):
+                # Parentless messages (the kernel's own `starting` status) are
+                # stale by the time anyone connects; the rest answers requests
+                # whose senders may come back.
                 self.replay.add(channel, parts)
             return
         parent_session = self._parent_session(parts[1])

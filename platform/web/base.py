@@ -167,11 +167,15 @@ class BaseHandler(web.RequestHandler):
         """
         if self.request.method != "GET" or not self.redirect_to_login or self.is_websocket_request:
             return False
+        self.redirect(self._url_without_token())
+        return True
+
+    def _url_without_token(self) -> str:
+        """This request's path and query, minus any `token` parameter."""
         from urllib.parse import urlencode
 
         query = [(k, v.decode("utf-8", "replace")) for k, vs in self.request.query_arguments.items() if k != "token" for v in vs]
-        self.redirect(self.request.path + ("?" + urlencode(query) if query else ""))
-        return True
+        return self.request.path + ("?" + urlencode(query) if query else "")
 
     def check_xsrf_cookie(self) -> None:
         """XSRF is checked in `prepare` for cookie-authenticated writes only."""
@@ -196,8 +200,7 @@ class BaseHandler(web.RequestHandler):
         ):
             from tornado.httputil import url_concat
 
-            next_url = self.request.path
-            self.redirect(url_concat(url_path_join(self.base_url, login), {"next": next_url}))
+            self.redirect(url_concat(url_path_join(self.base_url, login), {"next": self._url_without_token()}))
             raise web.Finish()
         reasons = {401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests", 503: "Service Unavailable"}
         raise web.HTTPError(status, "%s", message, reason=reasons.get(status, "Forbidden"))
@@ -222,7 +225,7 @@ class BaseHandler(web.RequestHandler):
                 log.warning("%d %s: %s", value.status_code, self._request_summary(), message)
             return
         # tornado's own version logs repr(request), whose URI may carry ?token=.
-        log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+        log.error("Uncaught exception %s", self._request_summary(), exc_info=value)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A small page saying what went wrong (HTTPError messages are meant for users)."""
@@ -316,3 +319,14 @@ class APIHandler(BaseHandler):
                 message = "Unhandled error"
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(orjson.dumps({"message": message or reason, "reason": reason}))
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown URLs: a 404 that still carries the security (and hub) headers."""
+
+    auth_required = False
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        if not self.host_allowed():
+            raise web.HTTPError(403, "Host not allowed", reason="Host not allowed")
+        raise web.HTTPError(404)

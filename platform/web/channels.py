@@ -125,8 +125,7 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         self._out.clear()
         if self.kernel is not None:
             self.kernel.detach(self)
-        if self.close_code == 1009 or (self.close_code is None and self.close_reason is None):
-            log.debug("Kernel %s: client %s closed (code %s)", self.kernel_id, self.session_id or "-", self.close_code)
+        log.debug("Kernel %s: client %s closed (code %s)", self.kernel_id, self.session_id or "-", self.close_code)
 
     def on_ping(self, data: bytes) -> None:
         pass
@@ -176,6 +175,9 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
     def close_with(self, code: int, reason: str) -> None:
         if self._closed:
             return
+        # Messages already queued (e.g. the `dead` status) go out before the close frame.
+        if self._out:
+            self._flush()
         self._closed = True
         if self.kernel is not None:
             self.kernel.detach(self)

@@ -35,12 +35,15 @@ _PAGE = """<!doctype html>
 <meta name="referrer" content="same-origin">
 <title>Log in · Zasper Hub</title>
 <style>
-  :root {{ color-scheme: light dark; --accent: #2f6feb; --muted: #6b7280; --border: #d0d7de; --bg: #f6f8fa; --card: #fff; --err: #b42318; }}
-  @media (prefers-color-scheme: dark) {{ :root {{ --border: #30363d; --bg: #0d1117; --card: #161b22; --muted: #8b949e; --err: #f97066; }} }}
+  /* The UI's palette (platform/ui/src/style.css), light and dark. */
+  :root {{ color-scheme: light dark; --bg: #ffffff; --bg2: #f6f7f9; --fg: #1d2125; --muted: #68717a;
+          --border: #d9dde2; --accent: #2f6fdb; --accent-fg: #fff; --danger: #c62828; --error-bg: #fff1f0; }}
+  @media (prefers-color-scheme: dark) {{ :root {{ --bg: #1b1e23; --bg2: #23272e; --fg: #dde1e6; --muted: #98a1ab;
+          --border: #3a4049; --accent: #5b9bff; --accent-fg: #0d1117; --danger: #ff6b6b; --error-bg: #3a2326; }} }}
   * {{ box-sizing: border-box; }}
-  body {{ margin: 0; min-height: 100vh; display: grid; place-items: center; background: var(--bg);
-         font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }}
-  main {{ width: min(360px, 92vw); background: var(--card); border: 1px solid var(--border);
+  body {{ margin: 0; min-height: 100vh; display: grid; place-items: center; background: var(--bg2); color: var(--fg);
+         font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }}
+  main {{ width: min(360px, 92vw); background: var(--bg); border: 1px solid var(--border);
          border-radius: 10px; padding: 28px 28px 24px; box-shadow: 0 8px 24px rgba(0,0,0,.06); }}
   h1 {{ margin: 0 0 4px; font-size: 20px; font-weight: 600; }}
   p.sub {{ margin: 0 0 20px; color: var(--muted); font-size: 14px; }}
@@ -48,10 +51,10 @@ _PAGE = """<!doctype html>
   input[type=password] {{ width: 100%; padding: 9px 11px; font: inherit; border: 1px solid var(--border);
          border-radius: 6px; background: transparent; color: inherit; }}
   input[type=password]:focus {{ outline: 2px solid var(--accent); outline-offset: 1px; border-color: var(--accent); }}
-  button {{ margin-top: 16px; width: 100%; padding: 9px; font: inherit; font-weight: 600; color: #fff;
+  button {{ margin-top: 16px; width: 100%; padding: 9px; font: inherit; font-weight: 600; color: var(--accent-fg);
          background: var(--accent); border: 0; border-radius: 6px; cursor: pointer; }}
   button:hover {{ filter: brightness(1.08); }}
-  .error {{ margin: 0 0 16px; padding: 8px 11px; border-radius: 6px; color: var(--err);
+  .error {{ margin: 0 0 16px; padding: 8px 11px; border-radius: 6px; color: var(--danger); background: var(--error-bg);
          border: 1px solid currentColor; font-size: 14px; }}
 </style>
 </head>

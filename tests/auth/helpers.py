@@ -23,6 +23,7 @@ def set_password(config_dir: Path, password: str) -> subprocess.CompletedProcess
         text=True,
         env=env,
         timeout=60,
+        check=False,
     )
 
 

@@ -61,6 +61,9 @@ def test_readiness_probe_and_version_header(hub: HubProcess) -> None:
     assert denied.status_code == 401
     assert denied.headers["x-jupyterhub-version"] == jupyterhub.__version__
     assert "JupyterHub" in denied.json()["message"]
+    missing = httpx.get(f"{hub.url}{PREFIX}/no/such/page", timeout=10)
+    assert missing.status_code == 404
+    assert missing.headers["x-jupyterhub-version"] == jupyterhub.__version__
 
 
 def test_browser_login_through_hub_oauth_with_pkce(hub: HubProcess) -> None:

@@ -37,3 +37,12 @@ def test_route_table_is_not_empty_and_login_routes_are_mounted() -> None:
 def test_base_handler_itself_is_undeclared() -> None:
     # The default must stay None so a forgotten declaration is caught above.
     assert BaseHandler.auth_required is None
+
+
+def test_unknown_urls_go_through_base_handler() -> None:
+    from zasperhub.platform.app import ZasperApp
+
+    app = ZasperApp()
+    settings = app.make_web_app().settings
+    default = settings["default_handler_class"]
+    assert issubclass(default, BaseHandler) and default.auth_required is False

@@ -217,3 +217,34 @@ def test_generated_token_is_shown_once_in_the_start_url(tmp_path: Path) -> None:
             assert c.get("/api/status", headers={"Authorization": f"token {token}"}).status_code == 200
     finally:
         srv.stop()
+
+
+def test_unknown_url_is_404_with_security_headers(server: ServerProcess) -> None:
+    with anon(server) as c:
+        r = c.get("/no/such/page")
+        assert r.status_code == 404
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert c.get("/no/such/page", headers={"Host": "evil.example"}).status_code == 403
+
+
+def test_session_cookie_is_secure_behind_an_https_proxy(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    srv = ServerProcess(root, "--ZasperApp.trust_xheaders=True").start()
+    try:
+        with anon(srv) as c:
+            r = c.get("/api/status", params={"token": srv.token}, headers={"X-Forwarded-Proto": "https"})
+            (raw,) = [h for h in r.headers.get_list("set-cookie") if h.startswith("zasperhub-session-")]
+            assert "secure" in [f.strip().lower() for f in raw.split(";")]
+            plain = c.get("/api/status", params={"token": srv.token})
+            (raw,) = [h for h in plain.headers.get_list("set-cookie") if h.startswith("zasperhub-session-")]
+            assert "secure" not in [f.strip().lower() for f in raw.split(";")]
+    finally:
+        srv.stop()
+
+
+def test_oauth_callback_exists_only_in_hub_mode(server: ServerProcess) -> None:
+    with anon(server) as c:
+        r = c.get("/oauth_callback", params={"code": "x", "state": "y"})
+        assert r.status_code == 404
+        assert "Not in JupyterHub mode" in r.text

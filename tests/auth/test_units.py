@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 
 from zasperhub.auth.base import AuthSetupError, RequestInfo, constant_time_equal
-from zasperhub.auth.paths import load_or_create_cookie_secret, read_private_file, write_private_file
-from zasperhub.auth.password import MAX_PASSWORD_LENGTH, PasswordIdentityProvider, PasswordStore
+from zasperhub.auth.password import (
+    MAX_PASSWORD_LENGTH,
+    PasswordIdentityProvider,
+    PasswordStore,
+)
+from zasperhub.auth.paths import (
+    load_or_create_cookie_secret,
+    read_private_file,
+    write_private_file,
+)
 from zasperhub.auth.redirects import safe_next_url
 from zasperhub.auth.throttle import LoginThrottle
 from zasperhub.auth.token import MAX_TOKEN_LENGTH, TokenIdentityProvider
@@ -102,7 +110,7 @@ def test_password_store_roundtrip_is_private(tmp_path: Path) -> None:
     assert not store.verify("x" * (MAX_PASSWORD_LENGTH + 1))
 
 
-@pytest.mark.parametrize("bad", ["short", " leading-space", "x" * (MAX_PASSWORD_LENGTH + 1)])
+@pytest.mark.parametrize("bad", ["short", " leading-space", "x" * (MAX_PASSWORD_LENGTH + 1)], ids=["short", "space", "too-long"])
 def test_password_store_rejects_unfit_passwords_and_keeps_the_old(tmp_path: Path, bad: str) -> None:
     store = PasswordStore(tmp_path / "password.json")
     store.set_password("first-password")
@@ -152,7 +160,7 @@ def test_password_change_changes_session_fingerprint(tmp_path: Path) -> None:
 
 
 # -- token provider ----------------------------------------------------------------
-def run(coro):  # noqa: ANN001, ANN201
+def run(coro):
     return asyncio.run(coro)
 
 
@@ -202,3 +210,59 @@ def test_constant_time_equal_handles_text_and_bytes() -> None:
     assert constant_time_equal("abc", b"abc")
     assert not constant_time_equal("abc", "abd")
     assert not constant_time_equal("abc", "abcd")
+
+
+# -- hub environment -----------------------------------------------------------------
+HUB_ENV = {
+    "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/",
+    "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:41234/user/alice/",
+    "JUPYTERHUB_ROOT_DIR": "/srv/alice",
+}
+
+
+def test_hub_environment_sets_base_url_bind_address_and_root() -> None:
+    from zasperhub.auth.hub import apply_hub_environment
+    from zasperhub.platform.app import ZasperApp
+
+    app = ZasperApp(hub_mode=True)
+    app.initialize([])
+    apply_hub_environment(app, HUB_ENV)
+    assert app.base_url == "/user/alice/"
+    assert (app.ip, app.port) == ("127.0.0.1", 41234)
+    assert app.root_dir == "/srv/alice"
+    assert app.allow_remote_access and app.trust_xheaders and not app.open_browser
+
+
+def test_hub_environment_never_overrides_explicit_settings() -> None:
+    from zasperhub.auth.hub import apply_hub_environment
+    from zasperhub.platform.app import ZasperApp
+
+    app = ZasperApp(hub_mode=True)
+    app.initialize(["--port=5555", "--base-url=/custom/"])
+    apply_hub_environment(app, HUB_ENV)
+    assert app.port == 5555 and app.base_url == "/custom/"
+    assert app.ip == "127.0.0.1"
+
+
+def test_default_access_scopes_fail_closed() -> None:
+    from zasperhub.auth.hub import _default_access_scopes
+
+    assert _default_access_scopes({}) == set()
+    assert "access:servers!server=alice/" in _default_access_scopes({"JUPYTERHUB_USER": "alice"})
+
+
+# -- activity ------------------------------------------------------------------------
+def test_busy_kernels_count_as_activity_now_unless_disabled() -> None:
+    import datetime
+
+    from zasperhub.auth.activity import HubActivityReporter
+
+    old = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    busy = {"value": True}
+    reporter = HubActivityReporter("http://127.0.0.1:9/", "t", "", last_activity=lambda: old, any_kernel_busy=lambda: busy["value"])
+    assert reporter.current_activity() > old + datetime.timedelta(days=365)
+    busy["value"] = False
+    assert reporter.current_activity() == old
+    busy["value"] = True
+    reporter.busy_kernels_are_active = False
+    assert reporter.current_activity() == old

@@ -46,6 +46,7 @@ def test_create_run_save_reload(page, ui_server: ServerProcess) -> None:
     page.keyboard.press("Shift+Enter")
     page.wait_for_selector(".zh-md .zh-rendered h1:has-text('Results')")
     page.wait_for_selector(".zh-md .zh-rendered .katex")
+    assert not page.locator(".zh-md .cm-editor").is_visible()  # source hidden once rendered
 
     page.keyboard.press("Control+s")
     page.wait_for_selector(".zh-save-state[data-dirty=false]")
@@ -190,3 +191,51 @@ def test_save_conflict_is_detected(page, ui_server: ServerProcess) -> None:
         page.wait_for_selector(".zh-save-state[data-dirty=false]")
         assert page.query_selector(".zh-dialog") is None
         assert c.get("/api/contents/shared.ipynb").json()["content"]["cells"][0]["source"] == "mine = 4"
+
+
+def test_display_updates_clear_output_and_rich_types(page, ui_server: ServerProcess) -> None:
+    new_notebook(page)
+    code = (
+        "from IPython.display import display, clear_output, Markdown, Latex, JSON, HTML\n"
+        "h = display('first version', display_id=True)\n"
+        "h.update('second version')\n"
+        "for i in range(3):\n"
+        "    clear_output(wait=True)\n"
+        "    print('tick', i)\n"
+        "display(Markdown('**bold md**'), Latex(r'$\\\\alpha + \\\\beta$'), JSON({'k': [1, 2]}), HTML('<table><tr><td id=cellx>9</td></tr></table>'))"
+    )
+    run_in_new_cell(page, code)
+    wait_cell_done(page, 0)
+    out = cell(page, 0).locator(".zh-outputs")
+    page.wait_for_selector(".zh-cell >> nth=0 >> .katex")
+    text = out.inner_text()
+    # clear_output(wait=True) removed the display and the earlier ticks.
+    assert "tick 2" in text and "tick 1" not in text and "first version" not in text
+    assert out.locator("strong:has-text('bold md')").count() == 1
+    assert out.locator("#cellx").count() == 1
+    assert '"k"' in out.locator(".zh-json").inner_text()
+
+    # update_display_data replaces the output in place.
+    run_in_new_cell(page, "h2 = display('old', display_id=True)\nh2.update('new')")
+    wait_cell_done(page, 1)
+    page.wait_for_function("() => document.querySelectorAll('.zh-cell')[1].querySelector('.zh-outputs').innerText.includes('new')")
+    assert "old" not in cell(page, 1).locator(".zh-outputs").inner_text()
+
+
+def test_interrupt_and_dark_theme(page, ui_server: ServerProcess) -> None:
+    new_notebook(page)
+    run_in_new_cell(page, "import time\ntime.sleep(60)")
+    page.wait_for_selector(".zh-kernel-status[data-status=busy]")
+    page.click("button[title='Interrupt kernel (I, I)']")
+    err = page.wait_for_selector(".zh-cell >> nth=0 >> .zh-output-error", timeout=30_000)
+    assert "KeyboardInterrupt" in err.inner_text()
+    page.wait_for_selector(IDLE)
+    page.click("button[aria-label='Toggle theme']")
+    assert page.get_attribute("html", "data-theme") in ("dark", "light")
+    if page.get_attribute("html", "data-theme") != "dark":
+        page.click("button[aria-label='Toggle theme']")
+    assert page.get_attribute("html", "data-theme") == "dark"
+    shot(page, "12-dark-theme")
+    page.reload()
+    page.wait_for_selector(".zh-notebook")
+    assert page.get_attribute("html", "data-theme") == "dark"  # remembered

@@ -80,7 +80,7 @@ class BackendFactory:
         settings: dict[str, Any] = dict(
             folder_id=folder_id or self.folder, root_url=self.double.url, token_uri=self.double.token_uri,
             refresh_token=client["refresh_token"], client_id=client["client_id"], client_secret=client["client_secret"],
-            retry_backoff=0.01, changes_poll_interval=0.0, access_token="", credentials_file="")
+            retry_backoff=0.01, changes_poll_interval=0.0, request_timeout=20.0, access_token="", credentials_file="")
         settings.update(traits)
         backend = DriveBackend(**settings)
         self.made.append(backend)

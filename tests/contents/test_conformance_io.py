@@ -180,3 +180,17 @@ async def test_notebook_checkpoint_follows_rename(cm: ContentsManager) -> None:
     assert len(await cm.list_checkpoints("moved/m.ipynb")) == 1
     await cm.restore_checkpoint("checkpoint", "moved/m.ipynb")
     assert (await cm.get("moved/m.ipynb"))["content"]["metadata"] == {"v": 1}
+
+
+async def test_abandoned_uploads_expire_and_close_aborts(cm: ContentsManager) -> None:
+    cm.upload_idle_timeout = 0.0
+    await cm.save(chunk_model(b"left behind", 1), "idle.bin")
+    await asyncio.sleep(0.01)
+    with pytest.raises(ValueError, match="chunk 1"):
+        await cm.save(chunk_model(b"too late", 2), "idle.bin")
+    cm.upload_idle_timeout = 3600.0
+    await cm.save(chunk_model(b"open", 1), "open.bin")
+    await cm.uploads.close()
+    with pytest.raises(ValueError, match="chunk 1"):
+        await cm.save(chunk_model(b"", -1), "open.bin")
+    assert (await cm.get(""))["content"] == []

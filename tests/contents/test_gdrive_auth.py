@@ -32,7 +32,8 @@ async def test_revoked_refresh_token_is_refused(make_gdrive_backend: BackendFact
         await make_gdrive_backend(client=client).list("")
 
 
-async def test_expiry_mid_save_refreshes_and_lands_once(make_gdrive_backend: BackendFactory, drive_double: DriveDouble) -> None:
+async def test_expiry_mid_save_refreshes_and_lands_once(make_gdrive_backend: BackendFactory, drive_double: DriveDouble,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
     backend = make_gdrive_backend(chunk_size=256 * 1024, multipart_limit=256 * 1024)
     await backend.write("nb.ipynb", b"v1")
     data = bytes(range(256)) * 4096  # 1 MiB: four chunks
@@ -65,6 +66,9 @@ async def test_expiry_mid_save_refreshes_and_lands_once(make_gdrive_backend: Bac
     assert await backend.read("nb.ipynb") == data and await backend.read("new.bin") == data[::-1]
     names = [f["name"] for f in drive_double.children(make_gdrive_backend.folder)]
     assert sorted(names) == ["nb.ipynb", "new.bin"]  # each save landed exactly once
+
+    # The refresh replayed the request; no transport error or timeout was needed.
+    assert not [r for r in caplog.records if r.name == "zasperhub.contents.gdrive_api"]
 
     # And a small (multipart) save right after an expiry.
     drive_double.expire_tokens()
@@ -100,6 +104,22 @@ async def test_refresh_hook_sync_and_async(make_gdrive_backend: BackendFactory, 
     results = await asyncio.gather(*(backend.stat("b.txt") for _ in range(4)))
     assert {r.size for r in results} == {1}
     assert calls[2:] == ["async", "async"]
+
+    # A short-lived token (the hub says "ask again in a second") is used, then renewed before it expires.
+    short: list[str] = []
+
+    def short_hook() -> dict:
+        short.append(drive_double.issue_token())
+        return {"access_token": short[-1], "expires_in": 1}
+
+    backend = make_gdrive_backend(credentials_refresher=short_hook, refresh_token="", client_id="", client_secret="")
+    await backend.write("c.txt", b"c")
+    assert len(short) == 1
+    await asyncio.sleep(1.2)
+    start = len(drive_double.requests)
+    assert await backend.read("c.txt") == b"c"
+    assert len(short) == 2  # asked again proactively …
+    assert not [r for r in drive_double.requests[start:] if r[1] == "/token"]  # … through the hook only
 
     def broken_hook() -> str:
         return ""

@@ -49,3 +49,27 @@ def test_sdks_are_not_imported_for_local_storage(tmp_path: Path) -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_bundled_backends_are_found_by_scheme() -> None:
+    from zasperhub.contents.registry import backend_class
+
+    assert backend_class("s3").__name__ == "S3Backend"
+    assert backend_class("gdrive").__name__ == "DriveBackend"
+    assert backend_class("file") is LocalBackend and backend_class("local") is LocalBackend
+
+
+@pytest.mark.parametrize(("url", "blocked", "extra"), [("s3://bucket/prefix", "boto3", "s3"), ("gdrive://folder", "googleapiclient", "gdrive")])
+def test_missing_sdk_names_the_extra(tmp_path: Path, url: str, blocked: str, extra: str) -> None:
+    # sys.modules[name] = None makes `import name` fail as if not installed.
+    code = (
+        "import sys\n"
+        f"sys.modules[{blocked!r}] = None\n"
+        "from zasperhub.contents.registry import ContentsConfigError, open_contents\n"
+        "try:\n"
+        f"    open_contents({url!r}, root_dir={str(tmp_path)!r})\n"
+        "except ContentsConfigError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert f"pip install 'zasperhub[{extra}]'" in out.stdout, out.stdout + out.stderr

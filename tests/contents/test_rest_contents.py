@@ -170,8 +170,9 @@ def test_checkpoints_endpoints(client: httpx.Client, srv: ServerProcess, folder:
 def test_chunked_upload(client: httpx.Client, srv: ServerProcess, folder: str) -> None:
     path = f"{folder}/up.bin"
     pieces = [bytes([i]) * 300_000 for i in range(3)]
-    for n, piece in zip((1, 2, -1), pieces):
-        r = client.put(api(path), json={"type": "file", "format": "base64", "chunk": n, "content": base64.b64encode(piece).decode(), "name": "up.bin", "path": path})
+    for n, piece in zip((1, 2, -1), pieces, strict=True):
+        model = {"type": "file", "format": "base64", "chunk": n, "content": base64.b64encode(piece).decode(), "path": path}
+        r = client.put(api(path), json=model)
         assert r.status_code in (200, 201), r.text
         if n != -1:
             assert not (srv.root_dir / folder / "up.bin").exists()

@@ -42,8 +42,7 @@ def notebook(text: str) -> dict:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedWithIAM]:
     with SeaweedWithIAM(tmp_path_factory.mktemp("seaweed")) as s3:
-        s3.create_bucket(BUCKET)
-        yield s3
+        yield s3  # no bucket: the hub creates it (s3_create_bucket)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -59,6 +58,7 @@ def hub(request: pytest.FixtureRequest, store: SeaweedWithIAM, tmp_path_factory:
     config = f"""
 c.ZasperSpawnerMixin.s3_endpoint_url = {store.endpoint!r}
 c.ZasperSpawnerMixin.s3_credentials = "iam"
+c.ZasperSpawnerMixin.s3_create_bucket = True
 """
     env = {"AWS_ACCESS_KEY_ID": store.access_key, "AWS_SECRET_ACCESS_KEY": store.secret_key}
     hub = HubProcess(tmp_path_factory.mktemp(f"hub-{request.param}"), storage_url=STORAGE, extra_config=config, env=env, db_url=db_url)

@@ -144,6 +144,8 @@ def _kernel_processes(server_pid: int) -> list[psutil.Process]:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # TIME_WAIT remnants are fine; a listener still holding the port is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

@@ -38,8 +38,6 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from tests.support.drive_query import apply_fields, parse_fields, parse_query
-
 FOLDER = "application/vnd.google-apps.folder"
 CHUNK_GRANULARITY = 256 * 1024
 

@@ -65,21 +65,26 @@ class _Parser:
 
     def parse(self) -> Predicate:
         pred = self.or_()
-        if self.peek() is not None:
-            raise ValueError(f"Invalid Value: unexpected {self.peek()[1]!r}")
+        extra = self.peek()
+        if extra is not None:
+            raise ValueError(f"Invalid Value: unexpected {extra[1]!r}")
         return pred
 
     def or_(self) -> Predicate:
         preds = [self.and_()]
         while self.keyword("or"):
             preds.append(self.and_())
-        return preds[0] if len(preds) == 1 else (lambda f: any(p(f) for p in preds))
+        if len(preds) == 1:
+            return preds[0]
+        return lambda f: any(p(f) for p in preds)
 
     def and_(self) -> Predicate:
         preds = [self.unary()]
         while self.keyword("and"):
             preds.append(self.unary())
-        return preds[0] if len(preds) == 1 else (lambda f: all(p(f) for p in preds))
+        if len(preds) == 1:
+            return preds[0]
+        return lambda f: all(p(f) for p in preds)
 
     def unary(self) -> Predicate:
         if self.keyword("not"):
@@ -94,7 +99,7 @@ class _Parser:
         if kind == "str":
             if not (self.keyword("in") and self.keyword("parents")):
                 raise ValueError("Invalid Value: only '<id>' in parents is supported")
-            return lambda f, pid=value: pid in f.get("parents", ())
+            return _in_parents(value)
         if kind == "word" and value in _FIELDS:
             op = self.take()
             if op not in (("op", "="), ("op", "!=")):
@@ -107,8 +112,16 @@ class _Parser:
             elif vkind != "str":
                 raise ValueError(f"Invalid Value: {value} takes a quoted string")
             equal = op[1] == "="
-            return lambda f, k=value, v=v: (f.get(k) == v) == equal
+            return _compare(value, v, equal)
         raise ValueError(f"Invalid Value: unexpected {value!r}")
+
+
+def _in_parents(parent_id: str) -> Predicate:
+    return lambda f: parent_id in f.get("parents", ())
+
+
+def _compare(field: str, value: Any, equal: bool) -> Predicate:
+    return lambda f: (f.get(field) == value) == equal
 
 
 def parse_query(q: str) -> Predicate:

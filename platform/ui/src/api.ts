@@ -51,6 +51,13 @@ export interface KernelSpecs {
   kernelspecs: Record<string, { name: string; spec: { display_name: string; language: string } }>;
 }
 
+/**
+ * Hooks for the app: a 401 means the browser session ended (e.g. a
+ * token-mode server restarted with a new signing key); the app shows a
+ * "log in again" banner and hides it once requests succeed again.
+ */
+export const authEvents: { lost: () => void; ok: () => void } = { lost: () => {}, ok: () => {} };
+
 function cookie(name: string): string | null {
   const m = document.cookie.match(new RegExp('(?:^|;\\s*)' + name + '=([^;]*)'));
   return m ? decodeURIComponent(m[1]) : null;
@@ -75,6 +82,8 @@ export async function request<T = any>(method: string, path: string, body?: unkn
   } catch (e) {
     throw new ApiError(0, `Cannot reach the server (${(e as Error).message})`);
   }
+  if (resp.status === 401) authEvents.lost();
+  else if (resp.ok) authEvents.ok();
   if (resp.status === 204) return undefined as T;
   const text = await resp.text();
   let data: any = undefined;

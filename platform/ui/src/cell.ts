@@ -117,10 +117,9 @@ export class Cell {
   private showSource(): void {
     this.renderedEl?.remove();
     this.renderedEl = null;
-    if (this.editor) {
-      this.editor.dom.style.display = '';
-      return;
-    }
+    // CodeMirror styles its root `display: flex !important`: hide through a class.
+    this.el.classList.remove('zh-show-rendered');
+    if (this.editor) return;
     if (!this.sourceEl) {
       this.sourceEl = h('pre.zh-source', {}, this.model.source || ' ');
       this.sourceEl.addEventListener('mousedown', () => {
@@ -128,15 +127,12 @@ export class Cell {
         requestAnimationFrame(() => this.ensureEditor(true));
       });
       this.inputArea.append(this.sourceEl);
-    } else {
-      this.sourceEl.style.display = '';
     }
   }
 
   private showRendered(): void {
     this.sync();
-    if (this.editor) this.editor.dom.style.display = 'none';
-    if (this.sourceEl) this.sourceEl.style.display = 'none';
+    this.el.classList.add('zh-show-rendered');
     this.renderedEl?.remove();
     this.renderedEl = h('div.zh-rendered', {});
     const src = this.model.source.trim() ? this.model.source : '*Empty markdown cell — double-click to edit*';
@@ -152,7 +148,6 @@ export class Cell {
       this.sourceEl?.remove();
       this.sourceEl = null;
       this.editor = cellEditor(this.inputArea, doc, this.keys, this.model.cell_type === 'code' ? 'python' : 'text');
-      if (this.model.cell_type === 'markdown' && this.rendered) this.editor.dom.style.display = 'none';
     }
     if (focus) this.editor.focus();
     return this.editor;

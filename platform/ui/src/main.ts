@@ -3,6 +3,7 @@
  * URL, with history navigation), theme switching.
  */
 
+import { authEvents } from './api';
 import { encodePath, pageConfig, url } from './config';
 import { confirmDialog, h, toast } from './dom';
 import { FileBrowser } from './files';
@@ -123,8 +124,23 @@ function header(): HTMLElement {
   );
 }
 
+/** A banner while the login session is gone; unsaved work stays on the page. */
+function authBanner(): HTMLElement {
+  const loginUrl = `${url('login')}?next=${encodeURIComponent(url('tree'))}`;
+  const banner = h(
+    'div.zh-banner',
+    { role: 'alert', hidden: true },
+    'Your login session ended (the server may have restarted). ',
+    h('a', { href: loginUrl, target: '_blank', rel: 'noopener' }, 'Log in again in a new tab'),
+    ' — this page reconnects by itself and keeps your unsaved changes.',
+  );
+  authEvents.lost = () => (banner.hidden = false);
+  authEvents.ok = () => (banner.hidden = true);
+  return banner;
+}
+
 function start(): void {
-  document.body.append(header(), main);
+  document.body.append(header(), authBanner(), main);
   window.addEventListener('popstate', () => void show());
   window.addEventListener('unhandledrejection', (e) => toast(`Error: ${e.reason?.message ?? e.reason}`, 'error'));
   void show();
