@@ -69,7 +69,10 @@ class PasswordStore:
         self._checked = 0.0
 
     def _read(self) -> str | None:
-        raw = read_private_file(self.path)
+        try:
+            raw = read_private_file(self.path)
+        except OSError as e:
+            raise AuthSetupError(f"Cannot read the password file {self.path}: {e.strerror or e}") from None
         if raw is None:
             return None
         try:

@@ -19,6 +19,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from benchmarks.stats import LoadStats
 from benchmarks.wire import Incoming, make_codec
@@ -98,7 +99,7 @@ class KernelClient:
     async def connect(self, read: bool = True) -> None:
         url = f"{self.api.ws_base}/api/kernels/{self.kernel_id}/channels?session_id={self.session}"
         self.ws = await websockets.connect(
-            url, subprotocols=self.codec.subprotocols or None, compression=None, max_size=None,
+            url, subprotocols=[Subprotocol(p) for p in self.codec.subprotocols] or None, compression=None, max_size=None,
             max_queue=self.max_queue, ping_interval=None, open_timeout=30,
             additional_headers={"Authorization": f"token {self.api.token}"},
         )

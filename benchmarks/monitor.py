@@ -65,7 +65,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.meter = CpuMeter(server_pid, client_pid)
         self.interval = interval
-        self.samples: list[dict[str, float]] = []
+        self.samples: list[dict[str, Any]] = []
         self.phase = "setup"
         self._halt = threading.Event()
 

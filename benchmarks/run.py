@@ -11,7 +11,6 @@ slow drift of the machine affects both alike.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import sys

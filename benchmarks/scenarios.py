@@ -8,6 +8,7 @@ client works through its phases, and returns one JSON-ready record.
 from __future__ import annotations
 
 import multiprocessing
+from multiprocessing.process import BaseProcess
 import os
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ class ClientFailed(RuntimeError):
     """The load client process reported an error or went silent."""
 
 
-def _expect(pipe: Any, proc: multiprocessing.Process, name: str, timeout: float) -> dict[str, Any]:
+def _expect(pipe: Any, proc: BaseProcess, name: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pipe.poll(0.2):

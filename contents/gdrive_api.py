@@ -174,7 +174,10 @@ def _error_reason(exc: HttpError) -> tuple[str, str]:
         return "", str(getattr(exc.resp, "reason", "") or exc)
 
 
-_TRANSPORT_ERRORS = (httplib2.HttpLib2Error, http.client.HTTPException, TimeoutError, ConnectionError, google.auth.exceptions.TransportError)
+#: Raised by the transport (our own code inside API calls raises none of these):
+#: socket errors such as ENETUNREACH are plain OSErrors, DNS failures are
+#: httplib2's, resets are ConnectionErrors, stalls TimeoutErrors.
+_TRANSPORT_ERRORS = (httplib2.HttpLib2Error, http.client.HTTPException, OSError, google.auth.exceptions.TransportError)
 
 
 def translate(exc: BaseException, path: str) -> BaseException:

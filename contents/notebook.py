@@ -70,30 +70,55 @@ def rejoin_lines(nb: dict[str, Any]) -> dict[str, Any]:
     return nb
 
 
-def _split_lines(nb: dict[str, Any]) -> dict[str, Any]:
-    for cell in _cells(nb):
-        if isinstance(cell.get("source"), str):
-            cell["source"] = cell["source"].splitlines(True)
-        attachments = cell.get("attachments")
-        if isinstance(attachments, dict):
-            for bundle in attachments.values():
-                _split_bundle(bundle)
-        for output in _outputs(cell):
-            if output.get("output_type") in ("execute_result", "display_data"):
-                _split_bundle(output.get("data"))
-            elif output.get("output_type") == "stream" and isinstance(output.get("text"), str):
-                output["text"] = output["text"].splitlines(True)
-    return nb
+def _split_bundle_copy(bundle: Any) -> Any:
+    if not isinstance(bundle, dict):
+        return bundle
+    out = dict(bundle)
+    _split_bundle(out)
+    return out
 
 
-def _strip_transient(nb: dict[str, Any]) -> None:
-    metadata = nb.get("metadata")
-    if isinstance(metadata, dict):
-        for key in ("orig_nbformat", "orig_nbformat_minor", "signature"):
-            metadata.pop(key, None)
-    for cell in _cells(nb):
-        if isinstance(cell.get("metadata"), dict):
-            cell["metadata"].pop("trusted", None)
+def _split_output(output: Any) -> Any:
+    if not isinstance(output, dict):
+        return output
+    kind = output.get("output_type")
+    if kind in ("execute_result", "display_data") and isinstance(output.get("data"), dict):
+        return {**output, "data": _split_bundle_copy(output["data"])}
+    if kind == "stream" and isinstance(output.get("text"), str):
+        return {**output, "text": output["text"].splitlines(True)}
+    return output
+
+
+def _split_cell(cell: Any) -> Any:
+    if not isinstance(cell, dict):
+        return cell
+    cell = dict(cell)
+    if isinstance(cell.get("metadata"), dict) and "trusted" in cell["metadata"]:
+        cell["metadata"] = {k: v for k, v in cell["metadata"].items() if k != "trusted"}
+    if isinstance(cell.get("source"), str):
+        cell["source"] = cell["source"].splitlines(True)
+    if isinstance(cell.get("attachments"), dict):
+        cell["attachments"] = {k: _split_bundle_copy(v) for k, v in cell["attachments"].items()}
+    if cell.get("cell_type") == "code" and isinstance(cell.get("outputs"), list):
+        cell["outputs"] = [_split_output(o) for o in cell["outputs"]]
+    return cell
+
+
+def _for_disk(nb: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `nb` in its on-disk form: lines split, transient keys dropped.
+
+    Only the containers on the way to a changed value are copied: outputs
+    can be megabytes, and a deep copy of everything would double the work.
+    """
+    out = dict(nb)
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"] = {k: v for k, v in out["metadata"].items() if k not in _TRANSIENT_NB_KEYS}
+    if isinstance(out.get("cells"), list):
+        out["cells"] = [_split_cell(c) for c in out["cells"]]
+    return out
+
+
+_TRANSIENT_NB_KEYS = frozenset({"orig_nbformat", "orig_nbformat_minor", "signature"})
 
 
 def parse_notebook(data: bytes, path: str) -> dict[str, Any]:
@@ -134,10 +159,7 @@ def check_notebook(content: Any, path: str) -> dict[str, Any]:
 
 def serialize_notebook(nb: dict[str, Any]) -> bytes:
     """The bytes nbformat would write for `nb` (which is left unchanged)."""
-    out = copy.deepcopy(nb)
-    _split_lines(out)
-    _strip_transient(out)
-    text = json.dumps(out, sort_keys=True, indent=1, separators=(",", ": "), ensure_ascii=False)
+    text = json.dumps(_for_disk(nb), sort_keys=True, indent=1, separators=(",", ": "), ensure_ascii=False)
     return (text + "\n").encode("utf-8", "surrogateescape")
 
 

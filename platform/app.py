@@ -122,9 +122,12 @@ class ZasperApp(Application):
         if self.protected and not self.hub_mode:
             # Password sessions survive a restart: the key is kept (0600)
             # in the user's config dir.
-            from zasperhub.auth.paths import load_or_create_cookie_secret
+            from zasperhub.auth.paths import cookie_secret_path, load_or_create_cookie_secret
 
-            return load_or_create_cookie_secret()
+            try:
+                return load_or_create_cookie_secret()
+            except OSError as e:
+                raise StartupError(f"Cannot keep the cookie secret in {cookie_secret_path()}: {e.strerror or e}") from None
         return secrets.token_bytes(32)
 
     # -- lifecycle -----------------------------------------------------------------

@@ -32,6 +32,8 @@ from zasperhub.contents.s3.errors import translate
 from zasperhub.contents.s3.upload import S3Upload
 
 T = TypeVar("T")
+#: S3's limit on parts of one multipart upload.
+MAX_PARTS = 10_000
 #: DeleteObjects accepts at most this many keys per request.
 DELETE_BATCH = 1000
 #: A recursive delete repeats listing until nothing is left; stores that keep
@@ -182,8 +184,12 @@ class S3Backend(S3Settings, Backend, metaclass=_ConfigurableABCMeta):
         """Raise unless directory `path` exists (used for parents of new entries)."""
         if not path:
             return
-        if (await self.stat(path)).kind != "directory":
+        # One listing request in the common case; the HEAD only to explain a failure.
+        if await self._probe_dir(path) is not None:
+            return
+        if await self._head(path) is not None:
             raise NotADirectoryError(20, f"Not a directory: {path}", path)
+        raise FileNotFoundError(2, f"No such file or directory: {path}", path)
 
     async def _require_absent(self, path: str) -> None:
         try:
@@ -443,7 +449,11 @@ class S3Backend(S3Settings, Backend, metaclass=_ConfigurableABCMeta):
         """Server-side copy of one object; part by part above the single-copy limit."""
         source = {"Bucket": self.bucket, "Key": src_key}
         if size <= self.multipart_copy_threshold:
-            await self.call("copy_object", path, Bucket=self.bucket, Key=dst_key, CopySource=source)
+            # REPLACE so the copy's Content-Type follows its new name (a.txt -> a.ipynb).
+            await self.call(
+                "copy_object", path, Bucket=self.bucket, Key=dst_key, CopySource=source,
+                MetadataDirective="REPLACE", ContentType=self.content_type(dst_key),
+            )
             return
         created = await self.call(
             "create_multipart_upload", path, Bucket=self.bucket, Key=dst_key, ContentType=self.content_type(dst_key)
@@ -451,8 +461,10 @@ class S3Backend(S3Settings, Backend, metaclass=_ConfigurableABCMeta):
         upload_id = created["UploadId"]
         try:
             parts = []
-            for number, start in enumerate(range(0, size, self.part_size), start=1):
-                end = min(start + self.part_size, size) - 1
+            # S3 allows at most 10,000 parts per upload.
+            part_size = max(self.part_size, -(-size // MAX_PARTS))
+            for number, start in enumerate(range(0, size, part_size), start=1):
+                end = min(start + part_size, size) - 1
                 response = await self.call(
                     "upload_part_copy", path, Bucket=self.bucket, Key=dst_key, UploadId=upload_id, PartNumber=number,
                     CopySource=source, CopySourceRange=f"bytes={start}-{end}",

@@ -30,6 +30,13 @@ _BATCH = 256
 #: Parts larger than this are sent without copying.
 _ZERO_COPY_THRESHOLD = 65536
 
+# Plain ints: pyzmq's flag enums cost a Python-level enum operation per use.
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_POLLIN = int(zmq.POLLIN)
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+
 #: (channel, [signature, header, parent, metadata, content, *buffers])
 MessageCallback = Callable[[str, list[bytes]], None]
 
@@ -83,7 +90,13 @@ class KernelSockets:
         sock = self.sockets[channel]
         for _ in range(_BATCH):
             try:
-                parts = sock.recv_multipart(zmq.NOBLOCK)
+                # Asking EVENTS first avoids raising zmq.Again (an exception
+                # object per wake-up) once the queue is empty.
+                if not sock.getsockopt(_EVENTS) & _POLLIN:
+                    return
+                parts = [sock.recv(_NOBLOCK)]
+                while sock.getsockopt(_RCVMORE):
+                    parts.append(sock.recv(_NOBLOCK))
             except zmq.Again:
                 return
             except zmq.ZMQError as e:
@@ -109,7 +122,7 @@ class KernelSockets:
             return
         for channel, sock in self.sockets.items():
             try:
-                if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                if sock.getsockopt(_EVENTS) & _POLLIN:
                     self._drain(channel)
             except zmq.ZMQError:
                 pass
@@ -119,9 +132,19 @@ class KernelSockets:
         if self._closed:
             raise ConnectionError("kernel sockets are closed")
         sock = self.sockets[channel]
-        copy = all(len(p) < _ZERO_COPY_THRESHOLD for p in parts)
-        sock.send_multipart([DELIMITER, signature, *parts], zmq.NOBLOCK, copy=copy)
-        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        # The first part is queued only if the whole message can be (ZMQ
+        # sends multipart messages atomically), so a full queue raises
+        # zmq.Again here and nothing partial is left behind.
+        sock.send(DELIMITER, _NOBLOCK | _SNDMORE)
+        sock.send(signature, _NOBLOCK | _SNDMORE)
+        last = len(parts) - 1
+        for i, part in enumerate(parts):
+            flags = _NOBLOCK if i == last else _NOBLOCK | _SNDMORE
+            if len(part) < _ZERO_COPY_THRESHOLD:
+                sock.send(part, flags)
+            else:
+                sock.send(part, flags, copy=False)
+        if sock.getsockopt(_EVENTS) & _POLLIN:
             self._loop.call_soon(self._drain, channel)
 
     def close(self) -> None:

@@ -266,3 +266,10 @@ def test_busy_kernels_count_as_activity_now_unless_disabled() -> None:
     busy["value"] = True
     reporter.busy_kernels_are_active = False
     assert reporter.current_activity() == old
+
+
+def test_unreadable_password_file_is_a_clear_setup_error(tmp_path: Path) -> None:
+    path = tmp_path / "password.json"
+    path.mkdir()  # a directory where the file should be: reading fails with OSError
+    with pytest.raises(AuthSetupError, match="Cannot read the password file"):
+        PasswordStore(path).load()

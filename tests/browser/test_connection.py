@@ -87,3 +87,38 @@ def test_survives_server_restart(page, ui_server: ServerProcess) -> None:
     assert page.locator(".zh-banner").is_hidden()
     run_in_new_cell(page, "print('second life')")
     page.wait_for_selector(".zh-output-stream:has-text('second life')")
+
+
+class BaseUrlServer(ServerProcess):
+    """A server whose every route (readiness probe included) is below a prefix."""
+
+    prefix = "/user/alice"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+
+def test_under_a_base_url(chromium, tmp_path: Path) -> None:
+    """As JupyterHub runs it: everything below /user/<name>/."""
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = BaseUrlServer(root, "--base-url=/user/alice/").start()
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{srv.url}/?token={srv.token}")
+        page.wait_for_selector(".zh-browser")
+        new_notebook(page)
+        assert "/user/alice/notebooks/" in page.url
+        run_in_new_cell(page, "print('under base url')")
+        page.wait_for_selector(".zh-output-stream:has-text('under base url')")
+        page.keyboard.press("Control+s")
+        page.wait_for_selector(".zh-save-state[data-dirty=false]")
+        page.click(".zh-logo")
+        page.wait_for_selector(".zh-file-row:has-text('Untitled')")
+        assert page.url.rstrip("/").endswith("/user/alice/tree")
+    finally:
+        context.close()
+        srv.stop()

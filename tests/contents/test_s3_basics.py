@@ -199,3 +199,10 @@ async def test_prefixes_are_isolated(make_s3_backend):
     assert await two.list("") == []
     with pytest.raises(FileNotFoundError):
         await two.read("mine.txt")
+
+
+async def test_renamed_copy_gets_the_new_content_type(s3_backend, seaweedfs):
+    await s3_backend.write("notes.txt", b"{}")
+    await s3_backend.move("notes.txt", "notes.ipynb")
+    head = seaweedfs.client().head_object(Bucket=S3_BUCKET, Key=s3_backend.prefix + "notes.ipynb")
+    assert head["ContentType"] == "application/x-ipynb+json"

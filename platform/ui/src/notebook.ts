@@ -6,7 +6,7 @@
 import { contents, kernelspecs, KernelSpecs, SessionModel, sessions } from './api';
 import { Cell, CellModel, CellType, cellFromJSON, cellToJSON, newCellId } from './cell';
 import { pageConfig } from './config';
-import { confirmDialog, h, promptDialog, toast } from './dom';
+import { confirmDialog, dialog, h, promptDialog, toast } from './dom';
 import { CellKeys, retheme } from './editor';
 import { KernelConnection, KernelStatus } from './kernel';
 import type { Output } from './render';
@@ -70,6 +70,7 @@ export class NotebookPanel {
       btn('Copy', 'Copy cell (C)', () => this.copy()),
       btn('Paste', 'Paste cell below (V)', () => this.paste()),
       btn('Delete', 'Delete cell (D, D)', () => this.deleteCells()),
+      btn('?', 'Keyboard shortcuts (H)', () => void showShortcuts()),
       h('span.zh-spacer', {}),
       this.kernelSelect,
       this.statusEl,
@@ -461,7 +462,8 @@ export class NotebookPanel {
   }
 
   private onKeyDown(e: KeyboardEvent): void {
-    if (!this.el.isConnected) return;
+    // Editors handle their own keys (and mark them handled).
+    if (!this.el.isConnected || e.defaultPrevented) return;
     if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 's') {
       e.preventDefault();
       void this.save();
@@ -491,6 +493,8 @@ export class NotebookPanel {
     else if (k === 'c') this.copy();
     else if (k === 'v') this.paste();
     else if (k === 'z') this.undoDelete();
+    else if (k === 'h') void showShortcuts();
+    else if (k === 's') void this.save();
     else if (k === 'd') {
       if (double('d')) {
         this.deleteCells();
@@ -622,3 +626,27 @@ export function codepointToJsIndex(text: string, cp: number): number {
   return i;
 }
 
+
+const SHORTCUTS: [string, string][] = [
+  ['Shift+Enter', 'run cell, select below'],
+  ['Ctrl+Enter', 'run cell'],
+  ['Alt+Enter', 'run cell, insert below'],
+  ['Enter / Esc', 'edit mode / command mode'],
+  ['Tab / Shift+Tab', 'complete / inspect (edit mode)'],
+  ['Ctrl+S', 'save'],
+  ['A / B', 'insert cell above / below'],
+  ['D, D', 'delete cell'],
+  ['Z', 'undo cell delete'],
+  ['X / C / V', 'cut / copy / paste cell'],
+  ['M / Y / R', 'markdown / code / raw cell'],
+  ['↑ ↓ or K J', 'select cell above / below'],
+  ['I, I', 'interrupt kernel'],
+  ['0, 0', 'restart kernel'],
+  ['H', 'this help'],
+];
+
+/** The keyboard shortcut reference. */
+export function showShortcuts(): Promise<unknown> {
+  const rows = SHORTCUTS.map(([k, d]) => h('tr', {}, h('td', {}, h('kbd', {}, k)), h('td', {}, d)));
+  return dialog('Keyboard shortcuts', h('table.zh-shortcuts', {}, ...rows), [{ label: 'Close', value: true, primary: true }]);
+}
