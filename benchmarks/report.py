@@ -167,7 +167,8 @@ def markdown(run: dict[str, Any]) -> str:
                     line += (f"; print #{i + 1}: idle seen at {p['idle_seen_s']} s, chars received {p['stream_chars']}"
                              f" of {res['print_expected_chars']}")
             st = res.get("stream") or {}
-            line += f"; 1 MB/s stream chars received {st.get('stream_chars')} of {res.get('stream_expected_chars')}"
+            rate_mb = res.get("stream_bytes_per_s", 1_000_000) / 1e6
+            line += f"; {rate_mb:g} MB/s stream chars received {st.get('stream_chars')} of {res.get('stream_expected_chars')}"
             if scen == "slow_consumer":
                 line += f"; stalled client {res.get('stalled')}; others' reply p99 {_get(res, 'reply_latency_ms', 'p99')} ms, lost {_loss(rec)}"
             out += ["", line]
@@ -232,7 +233,7 @@ def plots(run: dict[str, Any], out: Path, tag: str) -> list[Path]:
 
 
 def write_all(run: dict[str, Any], out: Path, tag: str, plots_on: bool = True, **kw: Any) -> list[Path]:
-    """Write ``<tag>.json``, ``<tag>.md``, plots, and copy them to ``latest.*``."""
+    """Write ``<tag>.json``, ``<tag>.md``, plots, and copy them to ``kernels-latest*``."""
     plots_on = kw.get("plots", plots_on)
     out.mkdir(parents=True, exist_ok=True)
     js = out / f"{tag}.json"
@@ -243,6 +244,36 @@ def write_all(run: dict[str, Any], out: Path, tag: str, plots_on: bool = True, *
     if plots_on:
         paths += plots(run, out, tag)
     for path in list(paths):
-        latest = out / path.name.replace(tag, "latest", 1)
+        latest = out / path.name.replace(tag, "kernels-latest", 1)
         shutil.copyfile(path, latest)
     return paths
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """Combine several runs' JSON into one run (commands joined) for one table."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    if not runs:
+        raise ValueError("no result files given")
+    return {"command": "` + `".join(r["command"] for r in runs), "started": runs[0]["started"],
+            "duration_s": round(sum(r["duration_s"] for r in runs), 1), "machine": runs[0]["machine"],
+            "versions": runs[0]["versions"], "quick": any(r["quick"] for r in runs),
+            "records": [rec for r in runs for rec in r["records"]]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.report OUT_TAG RESULT.json…``: one markdown + plots for several runs."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2:
+        raise SystemExit("usage: python -m benchmarks.report OUT_TAG RESULT.json [RESULT.json …]")
+    paths = [Path(p) for p in args[1:]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"no such result file: {', '.join(missing)}")
+    run = merge(paths)
+    for path in write_all(run, paths[0].parent, args[0]):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -42,7 +42,8 @@ SCENARIOS: dict[str, Scenario] = {
     "overload": Scenario("overload", "steady", [(64, 100)], window=60),
     "ceiling": Scenario("ceiling", "steady", [(4, 0)], kernel_name=ECHO_KERNEL, extra={"inflight": 8}),
     "large_output": Scenario("large_output", "large_output", [(1, 0)], extra={"watchers": 3, "repeats": 2}),
-    "slow_consumer": Scenario("slow_consumer", "slow_consumer", [(4, 10)]),
+    # 3 MB/s for the window: enough to outgrow socket buffers and a 32 MB per-client cap.
+    "slow_consumer": Scenario("slow_consumer", "slow_consumer", [(4, 10)], extra={"stream_chunk": 300_000}),
     "startup": Scenario("startup", "kernel_start", [(1, 0)], extra={"repeats": 5}),
 }
 

@@ -232,7 +232,7 @@ async def large_output(api: ServerAPI, spec: dict[str, Any], phases: Phases) -> 
 
 
 async def slow_consumer(api: ServerAPI, spec: dict[str, Any], phases: Phases) -> dict[str, Any]:
-    """One kernel streams 1 MB/s to a normal and a stalled client while others run 10/s."""
+    """One kernel streams (default 1 MB/s) to a normal and a stalled client while others run 10/s."""
     stats = LoadStats()
     clients, sessions = await open_kernels(api, 1 + spec["kernels"], spec["wire"], spec["kernel_name"], stats)
     streamer, others = clients[0], clients[1:]
@@ -243,7 +243,8 @@ async def slow_consumer(api: ServerAPI, spec: dict[str, Any], phases: Phases) ->
     start = time.perf_counter() + 0.05
     end = start + window
     loads = [open_loop(c, spec["rate"], start + i / (len(others) * spec["rate"]), end, stats) for i, c in enumerate(others)]
-    stream_task = asyncio.ensure_future(watched_execute(streamer, [], stream_code(window), window + 60))
+    chunk = spec.get("stream_chunk", 100_000)
+    stream_task = asyncio.ensure_future(watched_execute(streamer, [], stream_code(window, chunk), window + 60))
     await asyncio.gather(*loads)
     drained = await drain(stats, spec["drain"])
     stream = await stream_task
@@ -258,7 +259,8 @@ async def slow_consumer(api: ServerAPI, spec: dict[str, Any], phases: Phases) ->
     result = stats.summary()
     result.update(unanswered=no_reply, iopub_idle_missing=no_idle, window_s=window, drain_s=round(drained, 3),
                   replies_per_s=round(stats.replies_in_window / window, 2), stream=stream,
-                  stream_expected_chars=int(window * 10) * 100_000, stalled=stalled_state, recovery=recovery)
+                  stream_expected_chars=int(window * 10) * chunk, stream_bytes_per_s=10 * chunk,
+                  stalled=stalled_state, recovery=recovery)
     await stalled.close()
     result["teardown"] = await teardown(api, clients, sessions, stats)
     result["dead_kernels"] = len(stats.dead_kernels)

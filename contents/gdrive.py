@@ -127,7 +127,8 @@ class DriveBackend(Backend, LoggingConfigurable, metaclass=_ConfigurableBackendM
     delete_to_trash = Bool(True, help="Delete moves entries to Drive's trash (recoverable) instead of deleting them.").tag(config=True)
     changes_poll_interval = Float(
         2.0, help="Seconds between checks of Drive's change feed to keep the path cache correct under "
-        "changes made elsewhere (0: before every operation; negative: never).").tag(config=True)
+        "changes made elsewhere (0: before every operation; negative: never — then only stat and 404s "
+        "notice external moves, and a read may follow a cached file that was moved away).").tag(config=True)
 
     @default("credentials_file")
     def _default_credentials_file(self) -> str:

@@ -32,7 +32,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from traitlets import Bool, Float, List, Unicode, validate
+from traitlets import Bool, Float, Int, List, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from zasperhub.contents import notebook as nbio
@@ -43,6 +43,10 @@ from zasperhub.contents.uploads import ChunkedUploads
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _TYPES = frozenset({"notebook", "file", "directory"})
 CHECKPOINT_ID = "checkpoint"
+#: Above this many bytes, hashing and (de)coding run in a worker thread.
+_INLINE_LIMIT = 1 << 20
+#: Most files and folders one folder copy may create.
+_MAX_COPY_ENTRIES = 10_000
 
 
 def iso(dt: datetime.datetime | None) -> str:
@@ -71,6 +75,7 @@ class ContentsManager(LoggingConfigurable):
     untitled_directory = Unicode("Untitled Folder", config=True, help="Base name of new directories.")
     checkpoint_dir = Unicode(".ipynb_checkpoints", config=True, help="Folder (beside each file) holding its checkpoint.")
     validate_notebooks = Bool(True, config=True, help="Check saved notebooks against the nbformat schema (message only).")
+    max_copy_folder_size_mb = Int(500, config=True, help="Largest folder (MB) that may be copied in one request.")
     upload_idle_timeout = Float(3600.0, config=True, help="Seconds after which an unfinished chunked upload is discarded.")
 
     @validate("hash_algorithm")
@@ -175,36 +180,46 @@ class ContentsManager(LoggingConfigurable):
                 model["hash_algorithm"] = self.hash_algorithm
             return model
         data = await self.backend.read(path)
+        model["size"] = len(data)
+        if len(data) > _INLINE_LIMIT:  # hashing/decoding megabytes would stall the loop
+            await asyncio.to_thread(self._fill_content, model, data, format, require_hash)
+        else:
+            self._fill_content(model, data, format, require_hash)
+        return model
+
+    def _fill_content(self, model: dict[str, Any], data: bytes, format: str | None, require_hash: bool) -> None:
+        """Set content/format (and hash) of a file or notebook model from its bytes."""
+        path = model["path"]
         if require_hash:
             model["hash"] = self._hash(data)
             model["hash_algorithm"] = self.hash_algorithm
-        model["size"] = len(data)
-        if type_ == "notebook":
-            model["content"] = await asyncio.to_thread(nbio.parse_notebook, data, path)
+        if model["type"] == "notebook":
+            model["content"] = nbio.parse_notebook(data, path)
             model["format"] = "json"
-            return model
+            return
         if format in (None, "text"):
             try:
                 model["content"] = data.decode("utf-8")
                 model["format"] = "text"
                 model["mimetype"] = model["mimetype"] or "text/plain"
-                return model
+                return
             except UnicodeDecodeError:
                 if format == "text":
                     raise ValueError(f"{path} is not UTF-8 encoded") from None
         model["content"] = base64.b64encode(data).decode("ascii")
         model["format"] = "base64"
         model["mimetype"] = model["mimetype"] or "application/octet-stream"
-        return model
 
     async def exists(self, path: str) -> bool:
         """True if a file or directory is at `path` (hidden ones count as absent)."""
         return await self._kind(path) is not None
 
     async def file_exists(self, path: str) -> bool:
+        """True if a (visible) file is at `path`."""
         return await self._kind(path) == "file"
 
     async def dir_exists(self, path: str) -> bool:
+        """True if a (visible) directory is at `path`."""
         return await self._kind(path) == "directory"
 
     async def _kind(self, path: str) -> str | None:
@@ -250,6 +265,8 @@ class ContentsManager(LoggingConfigurable):
         if type_ == "notebook":
             nb = nbio.check_notebook(model["content"], path)
             data = await asyncio.to_thread(nbio.serialize_notebook, nb)
+        elif isinstance(model["content"], str) and len(model["content"]) > _INLINE_LIMIT:
+            data = await asyncio.to_thread(self._decode_file, model, path)
         else:
             data = self._decode_file(model, path)
         async with self._lock(path):
@@ -261,7 +278,7 @@ class ContentsManager(LoggingConfigurable):
             if not await self.list_checkpoints(path):
                 await self.create_checkpoint(path)
         result = self._base_model(st, type_)
-        result["hash"] = self._hash(data)
+        result["hash"] = self._hash(data) if len(data) <= _INLINE_LIMIT else await asyncio.to_thread(self._hash, data)
         result["hash_algorithm"] = self.hash_algorithm
         if message:
             result["message"] = message
@@ -377,13 +394,16 @@ class ContentsManager(LoggingConfigurable):
         raise FileExistsError(errno.EEXIST, "Could not find a free untitled name", path)
 
     async def copy(self, from_path: str, to_path: str | None = None) -> dict[str, Any]:
-        """Copy a file; into a directory it becomes `name-Copy1.ext` (numbered)."""
+        """Copy a file or folder; into a directory it becomes `name-Copy1.ext` (numbered)."""
         src = self._path(from_path, write=True)
+        if not src:
+            raise ValueError("Cannot copy the root directory")
         st = await self.backend.stat(src)
-        if st.kind == "directory":
-            raise ValueError("Can't copy directories")
+        is_dir = st.kind == "directory"
         from_dir, from_name = split_path(src)
         dst_dir = from_dir if to_path is None else self._path(to_path, write=True)
+        if is_dir and (dst_dir + "/").startswith(src + "/"):
+            raise ValueError(f"Cannot copy {src!r} into itself")
         if await self.dir_exists(dst_dir):
             # "a-Copy1.ipynb" copies to "a-Copy2.ipynb", not "a-Copy1-Copy1.ipynb".
             base_name = _strip_copy_suffix(from_name)
@@ -391,7 +411,7 @@ class ContentsManager(LoggingConfigurable):
             for _ in range(20):
                 target = join_path(dst_dir, increment_name(base_name, taken, "-Copy"))
                 try:
-                    new = await self.backend.copy(src, target)
+                    new = await (self._copy_tree(src, target) if is_dir else self.backend.copy(src, target))
                     break
                 except FileExistsError:
                     taken.add(split_path(target)[1])
@@ -403,8 +423,39 @@ class ContentsManager(LoggingConfigurable):
             parent, _ = split_path(dst_dir)
             if not await self.dir_exists(parent):
                 raise FileNotFoundError(errno.ENOENT, "No such parent directory to copy the file in", parent)
-            new = await self.backend.copy(src, dst_dir)
+            new = await (self._copy_tree(src, dst_dir) if is_dir else self.backend.copy(src, dst_dir))
         return self._base_model(new, self._guess_type(new))
+
+    async def _copy_tree(self, src: str, dst: str) -> Stat:
+        """Copy folder `src` to the new folder `dst`, within the size limit; all or nothing."""
+        dirs, files, total = [""], [], 0
+        for rel in dirs:  # breadth-first; `dirs` grows while we walk it
+            for child in await self.backend.list(join_path(src, rel) if rel else src):
+                child_rel = join_path(rel, child.name)
+                if child.kind == "directory":
+                    dirs.append(child_rel)
+                else:
+                    files.append(child_rel)
+                    total += child.size or 0
+                if len(dirs) + len(files) > _MAX_COPY_ENTRIES or total > self.max_copy_folder_size_mb * 1024 * 1024:
+                    raise ValueError(
+                        f"Folder {src!r} is too large to copy (limits: {self.max_copy_folder_size_mb} MB,"
+                        f" {_MAX_COPY_ENTRIES} entries)"
+                    )
+        await self.backend.mkdir(dst)  # FileExistsError: the caller picks another name
+        try:
+            for rel in dirs[1:]:
+                await self.backend.mkdir(join_path(dst, rel))
+            for rel in files:
+                await self.backend.copy(join_path(src, rel), join_path(dst, rel))
+        except BaseException:
+            # A half-made copy is worse than none; the source is untouched.
+            try:
+                await self.backend.delete(dst)
+            except OSError as e:
+                self.log.warning("Could not remove the partial copy %s: %s", dst, e)
+            raise
+        return await self.backend.stat(dst)
 
     async def rename(self, path: str, new_path: str) -> dict[str, Any]:
         """Move a file or directory (and a file's checkpoint) to `new_path`."""

@@ -20,3 +20,5 @@ fi
 if [ -f tests/node/package.json ]; then
     (cd tests/node && npm ci --no-audit --no-fund --silent)
 fi
+# The web UI's build tools and its unit-test DOM (jsdom); dist/ itself is committed.
+(cd platform/ui && npm ci --no-audit --no-fund --silent)

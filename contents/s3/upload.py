@@ -41,7 +41,8 @@ class S3Upload(Upload):
         if self._done:
             raise ValueError(f"upload to {self.path} is already finished")
         self._buffer += data
-        if len(self._buffer) >= self.part_size:
+        # Parts grow every 1,000 parts so that S3's 10,000-part limit is never hit.
+        if len(self._buffer) >= self.part_size * (1 + len(self._parts) // 1000):
             await self._guarded(self._flush_part())
 
     async def commit(self) -> Stat:

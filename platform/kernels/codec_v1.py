@@ -12,6 +12,7 @@ decoding is slicing: no JSON is parsed in either direction.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 from zasperhub.platform.kernels.codec import CHANNELS, V1_SUBPROTOCOL, Codec, FrameError
@@ -30,15 +31,14 @@ class V1Codec(Codec):
     def encode(self, channel: str, parts: Sequence[bytes]) -> tuple[bytes, bool]:
         chan = channel.encode("ascii")
         count = len(parts) + 2
-        offsets = bytearray(count.to_bytes(8, "little"))
         position = 8 * (count + 1)
-        offsets += position.to_bytes(8, "little")
+        offsets = [count, position]
         position += len(chan)
-        offsets += position.to_bytes(8, "little")
+        offsets.append(position)
         for part in parts:
             position += len(part)
-            offsets += position.to_bytes(8, "little")
-        return b"".join((offsets, chan, *parts)), True
+            offsets.append(position)
+        return b"".join((struct.pack(f"<{count + 1}Q", *offsets), chan, *parts)), True
 
     def decode(self, frame: bytes | str) -> tuple[str, list[bytes]]:
         if isinstance(frame, str):
@@ -53,7 +53,7 @@ class V1Codec(Codec):
         if table_end > size:
             raise FrameError(f"v1 offset table ({table_end} bytes) is longer than the frame ({size} bytes)")
         view = memoryview(frame)
-        offsets = [int.from_bytes(view[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]
+        offsets = struct.unpack_from(f"<{count}Q", frame, 8)
         previous = table_end
         for value in offsets:
             if value < previous or value > size:

@@ -55,7 +55,10 @@ class Connection(Protocol):
     session_id: str
 
     def deliver(self, channel: str, parts: Sequence[bytes]) -> None:
-        """Queue a message for the client; must not block."""
+        """Queue a message for the client; must not block.  Sent by `send_queued`."""
+
+    def send_queued(self) -> None:
+        """Write what `deliver` queued (the kernel calls it after each batch)."""
 
     def close_with(self, code: int, reason: str) -> None:
         """Close the connection with a WebSocket close code and reason."""
@@ -140,7 +143,7 @@ class ManagedKernel:
         if isinstance(key, str):
             key = key.encode("utf-8")
         self._signer = Signer(key, info.get("signature_scheme", "hmac-sha256"))
-        self._sockets = KernelSockets(info, self._identity, self._on_kernel_message)
+        self._sockets = KernelSockets(info, self._identity, self._on_kernel_message, self._flush_clients)
         self._ready.clear()
         self._kernel_info_seen = self._iopub_seen = False
         self._nudge_task = asyncio.create_task(self._nudge(), name=f"kernel-nudge-{self.id}")
@@ -287,6 +290,7 @@ class ManagedKernel:
             log.info("Kernel %s: replaying %d buffered messages", self.id, len(entries))
             for channel, parts in entries:
                 conn.deliver(channel, parts)
+            conn.send_queued()
 
     def detach(self, conn: Connection) -> None:
         """Forget a client (idempotent)."""
@@ -339,6 +343,11 @@ class ManagedKernel:
         parts = make_message("status", self.session, {"execution_state": state})
         for conn in list(self._connections.values()):
             conn.deliver("iopub", parts)
+        self._flush_clients()
+
+    def _flush_clients(self) -> None:
+        for conn in list(self._connections.values()):
+            conn.send_queued()
 
     # -- kernel → clients ----------------------------------------------------------------
     def _on_kernel_message(self, channel: str, frames: list[bytes]) -> None:

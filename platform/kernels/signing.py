@@ -10,6 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import Any
+
+try:  # OpenSSL's HMAC object directly: hmac.HMAC wraps it in a Python class per copy
+    from _hashlib import hmac_new as _openssl_hmac_new
+except ImportError:  # pragma: no cover - CPython without OpenSSL
+    _openssl_hmac_new = None
 
 _DIGESTS = {
     "hmac-sha256": hashlib.sha256,
@@ -28,7 +34,14 @@ class Signer:
         self.key = key
         # A keyed HMAC object is prepared once; copying it per message avoids
         # re-deriving the padded key every time.
-        self._template = hmac.new(key, digestmod=_DIGESTS[scheme]) if key else None
+        self._template: Any = None
+        if key:
+            try:
+                self._template = _openssl_hmac_new(key, digestmod=scheme[5:]) if _openssl_hmac_new else None
+            except ValueError:
+                self._template = None
+            if self._template is None:
+                self._template = hmac.new(key, digestmod=_DIGESTS[scheme])
 
     def sign(self, parts: Sequence[bytes]) -> bytes:
         """The hex signature of header, parent, metadata, content (b'' without a key)."""

@@ -60,9 +60,13 @@ class KernelSockets:
 
     CHANNELS = ("shell", "control", "stdin", "iopub")
 
-    def __init__(self, info: dict[str, Any], identity: bytes, on_message: MessageCallback) -> None:
+    def __init__(
+        self, info: dict[str, Any], identity: bytes, on_message: MessageCallback, on_batch_end: Callable[[], None]
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._on_message = on_message
+        # Called once per drained batch, so clients get one write per batch.
+        self._on_batch_end = on_batch_end
         self._closed = False
         ctx = zmq.Context.instance()
         self.sockets: dict[str, zmq.Socket] = {}
@@ -87,6 +91,16 @@ class KernelSockets:
     def _drain(self, channel: str) -> None:
         if self._closed:
             return
+        try:
+            self._drain_batch(channel)
+        finally:
+            if not self._closed:
+                try:
+                    self._on_batch_end()
+                except Exception:
+                    log.exception("Error flushing %s messages to clients", channel)
+
+    def _drain_batch(self, channel: str) -> None:
         sock = self.sockets[channel]
         for _ in range(_BATCH):
             try:

@@ -5,8 +5,9 @@ Authentication, the Host check and the Origin check run before the upgrade
 The wire format is negotiated from the offered subprotocols and handled by a
 codec; this module only moves frames.
 
-Outgoing frames are written straight to the connection's stream, several
-messages per write when the kernel produced them together, instead of one
+Outgoing frames are framed here (RFC 6455, unmasked, uncompressed) and
+written once per batch of kernel messages — straight to the socket when
+tornado has nothing queued, else through the stream — instead of one
 `write_message` task per message.  Bytes accepted but not yet flushed to the
 client are counted; a client more than `KernelRegistry.client_buffer_bytes`
 behind is disconnected with code 1013 (its messages are not dropped
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tornado import web
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
 from zasperhub.platform.kernels.codec import Codec, FrameError, choose_subprotocol, codec_for
@@ -59,7 +60,7 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         self.session_id = ""
         self.codec: Codec | None = None
         self._out: list[bytes] = []
-        self._flush_scheduled = False
+        self._direct = False
         self._pending = 0
         self._closed = False
 
@@ -101,6 +102,9 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
             # Tornado leaves Nagle on; with small frames and delayed ACKs
             # that stalls each message ~40 ms.
             stream.set_nodelay(True)
+        # Plain TCP streams may be written to directly when tornado holds no
+        # queued bytes (never TLS streams: the socket carries ciphertext).
+        self._direct = type(stream) is IOStream
         self.codec = codec_for(self.selected_subprotocol)
         if self.kernel is None or self.kernel.shutting_down:
             self.close(1011, "kernel is gone")
@@ -137,21 +141,31 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         frame, binary = self.codec.encode(channel, parts)
         self._out.append(frame_header(_BINARY if binary else _TEXT, len(frame)))
         self._out.append(frame)  # type: ignore[arg-type]
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            # Flush after the current batch of kernel messages: one write
-            # (and usually one TCP segment) for several messages.
-            asyncio.get_running_loop().call_soon(self._flush)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._closed or not self._out or self.ws_connection is None:
+    def send_queued(self) -> None:
+        """One write for everything delivered since the last flush (one batch of kernel messages)."""
+        if not self._out:
+            return
+        if self._closed or self.ws_connection is None or self.ws_connection.is_closing():
             self._out.clear()
             return
         data = b"".join(self._out)
         self._out.clear()
+        stream = self.ws_connection.stream
+        if self._direct and not stream.writing():
+            # Nothing queued in tornado: hand the bytes to the socket now and
+            # queue only a remainder (saves a Future and several calls per write).
+            try:
+                sent = stream.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # let tornado's own write notice and close the stream
+            if sent == len(data):
+                return
+            data = data[sent:]
         try:
-            future = self.ws_connection.stream.write(data)
+            future = stream.write(data)
         except StreamClosedError:
             return
         if future.done():
@@ -176,8 +190,7 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         if self._closed:
             return
         # Messages already queued (e.g. the `dead` status) go out before the close frame.
-        if self._out:
-            self._flush()
+        self.send_queued()
         self._closed = True
         if self.kernel is not None:
             self.kernel.detach(self)

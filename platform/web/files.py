@@ -68,9 +68,12 @@ class FilesHandler(APIHandler):
                 self.set_header("Last-Modified", st.mtime)
             if self.get_query_argument("download", "0") not in ("0", "", "false"):
                 self.set_header("Content-Disposition", content_disposition(st.name))
+            if st.size is not None:
+                # Lets browsers show download progress; if the file changes
+                # while streaming, tornado cuts the response rather than
+                # sending a silently wrong length.  (gzip drops the header.)
+                self.set_header("Content-Length", st.size)
             if not include_body:
-                if st.size is not None:
-                    self.set_header("Content-Length", st.size)
                 self.finish()
                 return
             if first:

@@ -86,7 +86,7 @@ def test_markdown_and_plots_written(quick_run: dict) -> None:
     md = (out / "smoke.md").read_text()
     assert "| steady | 2×10 | legacy |" in md and "| steady | 2×10 | v1 |" in md
     assert "Server ceiling" in md and "Errors:" not in md
-    assert (out / "latest.json").read_text() == (out / "smoke.json").read_text()
+    assert (out / "kernels-latest.json").read_text() == (out / "smoke.json").read_text()
     for name in ("cpu", "rss", "throughput", "latency"):
         assert (out / f"smoke-{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

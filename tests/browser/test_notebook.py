@@ -239,3 +239,22 @@ def test_interrupt_and_dark_theme(page, ui_server: ServerProcess) -> None:
     page.reload()
     page.wait_for_selector(".zh-notebook")
     assert page.get_attribute("html", "data-theme") == "dark"  # remembered
+
+
+def test_rename_open_notebook(page, ui_server: ServerProcess) -> None:
+    path = new_notebook(page)
+    run_in_new_cell(page, "kept = 'yes'")
+    wait_cell_done(page, 0)
+    page.click(".zh-title")
+    page.fill(".zh-dialog input", "renamed nb")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".zh-title:text-is('renamed nb.ipynb')")
+    assert page.url.endswith("/notebooks/renamed%20nb.ipynb")
+    with api(ui_server) as c:
+        assert c.get("/api/contents/renamed%20nb.ipynb").status_code == 200
+        assert c.get(f"/api/contents/{path}").status_code == 404
+        sessions = c.get("/api/sessions").json()
+        assert any(s["path"] == "renamed nb.ipynb" for s in sessions)
+    # The kernel (and its state) carried over.
+    run_in_new_cell(page, "print(kept)")
+    page.wait_for_selector(".zh-cell >> nth=1 >> .zh-output-stream:has-text('yes')")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 
 import pytest
 
@@ -229,8 +230,6 @@ async def test_copy_names(cm: ContentsManager) -> None:
     assert (await cm.copy("data.tar.gz"))["name"] == "data-Copy1.tar.gz"
     named = await cm.copy("nb.ipynb", "other/named.ipynb")
     assert named["path"] == "other/named.ipynb"
-    with pytest.raises(ValueError, match="directories"):
-        await cm.copy("other", "")
     with pytest.raises(FileNotFoundError):
         await cm.copy("missing.ipynb")
     with pytest.raises(FileNotFoundError):
@@ -351,3 +350,38 @@ async def test_traversal_refused_before_backend(backend: Backend, bad: str) -> N
             await op
     assert spy.calls == []
     assert cm.local_dir(bad) is None
+
+
+async def test_multi_megabyte_files_in_one_request(cm: ContentsManager) -> None:
+    blob = os.urandom(3 * 1024 * 1024)
+    text = "ligne ü\n" * 400_000
+    await cm.save({"type": "file", "format": "base64", "content": base64.b64encode(blob).decode()}, "big.bin")
+    saved = await cm.save({"type": "file", "format": "text", "content": text}, "big.txt")
+    assert saved["hash"] == hashlib.sha256(text.encode()).hexdigest()
+    got = await cm.get("big.bin", require_hash=True)
+    assert base64.b64decode(got["content"]) == blob and got["hash"] == hashlib.sha256(blob).hexdigest()
+    assert (await cm.get("big.txt"))["content"] == text
+
+
+async def test_copy_folders(cm: ContentsManager) -> None:
+    await cm.mkdir("proj")
+    await cm.mkdir("proj/empty")
+    await cm.mkdir("proj/src")
+    await cm.save({"type": "file", "format": "text", "content": "code"}, "proj/src/m.py")
+    await cm.save({"type": "notebook", "content": nb("1")}, "proj/n.ipynb")
+    first = await cm.copy("proj")
+    assert first["path"] == "proj-Copy1" and first["type"] == "directory"
+    assert (await cm.get("proj-Copy1/src/m.py"))["content"] == "code"
+    assert (await cm.get("proj-Copy1/empty"))["content"] == []
+    assert (await cm.get("proj-Copy1/n.ipynb"))["content"]["cells"][0]["source"] == "1"
+    assert (await cm.copy("proj", ""))["path"] == "proj-Copy2"
+    await cm.mkdir("dest")
+    assert (await cm.copy("proj", "dest"))["path"] == "dest/proj"
+    with pytest.raises(ValueError, match="into itself"):
+        await cm.copy("proj", "proj/src")
+    with pytest.raises(ValueError):
+        await cm.copy("")
+    small = ContentsManager(cm.backend, max_copy_folder_size_mb=0)
+    with pytest.raises(ValueError, match="too large"):
+        await small.copy("proj")
+    assert sorted(c["name"] for c in (await cm.get(""))["content"]) == ["dest", "proj", "proj-Copy1", "proj-Copy2"]

@@ -87,3 +87,13 @@ def test_part_size_below_s3_minimum_is_refused():
 def test_importing_the_backend_does_not_import_boto3():
     code = "import sys, zasperhub.contents.s3; assert 'boto3' not in sys.modules and 'botocore' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_missing_bucket_is_reported_as_unavailable(make_s3_backend):
+    from zasperhub.contents.base import StorageUnavailable
+
+    backend = make_s3_backend(bucket="no-such-bucket-here")
+    with pytest.raises(StorageUnavailable, match="bucket of s3://no-such-bucket-here/.* does not exist"):
+        await backend.list("")
+    with pytest.raises(StorageUnavailable, match="does not exist"):
+        await backend.write("x.txt", b"x")

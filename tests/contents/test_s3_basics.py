@@ -206,3 +206,19 @@ async def test_renamed_copy_gets_the_new_content_type(s3_backend, seaweedfs):
     await s3_backend.move("notes.txt", "notes.ipynb")
     head = seaweedfs.client().head_object(Bucket=S3_BUCKET, Key=s3_backend.prefix + "notes.ipynb")
     assert head["ContentType"] == "application/x-ipynb+json"
+
+
+async def test_every_s3_call_runs_off_the_event_loop(s3_backend):
+    import threading
+
+    threads: set[str] = set()
+    s3_backend.client.meta.events.register("before-call.s3", lambda **_: threads.add(threading.current_thread().name))
+    await s3_backend.mkdir("d")
+    await s3_backend.write("d/a.txt", b"a")
+    await s3_backend.read("d/a.txt")
+    [p async for p in s3_backend.read_stream("d/a.txt")]
+    await s3_backend.copy("d/a.txt", "d/b.txt")
+    await s3_backend.move("d", "e")
+    await s3_backend.list("e")
+    await s3_backend.delete("e")
+    assert threads and all(name.startswith("zasper-s3") for name in threads), threads

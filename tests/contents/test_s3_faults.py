@@ -38,10 +38,10 @@ async def backend_for(store: SeaweedFS, request: pytest.FixtureRequest):
     made = []
 
     def make(endpoint: str | None = None, **settings):
+        options = {"connect_timeout": 1.0, "read_timeout": 5.0, "max_attempts": 1, **settings}
         backend = S3Backend(
             bucket=BUCKET, prefix=request.node.name[:40], endpoint_url=endpoint or store.endpoint, region_name="us-east-1",
-            access_key_id=store.access_key, secret_access_key=store.secret_key,
-            connect_timeout=1.0, read_timeout=5.0, max_attempts=1, **settings,
+            access_key_id=store.access_key, secret_access_key=store.secret_key, **options,
         )
         made.append(backend)
         return backend
@@ -157,3 +157,13 @@ def test_rest_save_while_store_is_down_is_503(store: SeaweedFS, tmp_path: Path) 
     finally:
         server.stop()
         print(server.log()[-3000:])
+
+
+async def test_store_that_never_answers_times_out_quickly(backend_for):
+    import socket
+
+    # Accepts connections (the kernel completes the handshake) but never replies.
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:
+        backend = backend_for(f"http://127.0.0.1:{silent.getsockname()[1]}", read_timeout=1.0)
+        with pytest.raises(StorageUnavailable, match="unreachable"):
+            await backend.read("anything.txt")

@@ -69,9 +69,11 @@ class _Base(tornado.web.RequestHandler):
         if self.fail_after is not None:
             self.fail(self.fail_after)
             return
+        with self.double.lock:  # obj may share dicts with the live state
+            body = json.dumps(obj)
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(obj))
+        self.finish(body)
 
     def reply_file(self, f: dict[str, Any], fields: str | None = None) -> None:
         self.reply(self.masked(f, fields if fields is not None else self.args.get("fields", DEFAULT_FILE_FIELDS)))
@@ -79,7 +81,8 @@ class _Base(tornado.web.RequestHandler):
     @staticmethod
     def masked(f: dict[str, Any], fields: str) -> dict[str, Any]:
         try:
-            return apply_fields(copy.deepcopy(f), parse_fields(fields))
+            # Answers are serialized at once and never mutated: no copy needed.
+            return apply_fields(f, parse_fields(fields))
         except ValueError as e:
             raise DriveError(400, "invalidParameter", str(e)) from None
 

@@ -110,6 +110,10 @@ export class NotebookPanel {
 
   /** Load the notebook and connect a kernel. */
   async open(): Promise<void> {
+    // Ask for kernelspecs and sessions while the notebook downloads.
+    const early = { specs: kernelspecs.list(), sessions: sessions.list() };
+    early.specs.catch(() => undefined);
+    early.sessions.catch(() => undefined);
     const model = await contents.get(this.path, { type: 'notebook', hash: true });
     this.guard.loaded(model);
     const nb = model.content || {};
@@ -127,7 +131,7 @@ export class NotebookPanel {
     this.setDirty(false);
     // A new notebook is for typing into: start in its first cell.
     if (fresh) requestAnimationFrame(() => this.cells[0]?.edit());
-    void this.startKernel();
+    void this.startKernel(early);
   }
 
   private makeCell(model: CellModel): Cell {
@@ -157,9 +161,9 @@ export class NotebookPanel {
   }
 
   // -- kernel ------------------------------------------------------------------
-  private async startKernel(): Promise<void> {
+  private async startKernel(early?: { specs: Promise<KernelSpecs>; sessions: Promise<SessionModel[]> }): Promise<void> {
     try {
-      this.specs = await kernelspecs.list();
+      this.specs = await (early?.specs ?? kernelspecs.list());
     } catch (e) {
       this.setStatus('dead', `cannot list kernels: ${(e as Error).message}`);
       return;
@@ -170,7 +174,7 @@ export class NotebookPanel {
       ...Object.values(this.specs.kernelspecs).map((s) => h('option', { value: s.name, selected: s.name === name }, s.spec.display_name || s.name)),
     );
     try {
-      const existing = (await sessions.list()).find((s) => s.path === this.path);
+      const existing = (await (early?.sessions ?? sessions.list())).find((s) => s.path === this.path);
       this.session = existing ?? (await sessions.create(this.path, name));
     } catch (e) {
       this.setStatus('dead', `cannot start kernel: ${(e as Error).message}`);
