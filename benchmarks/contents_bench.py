@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import platform
 import resource
 import statistics
@@ -151,7 +152,7 @@ def to_markdown(run: dict[str, Any]) -> str:
         "",
         f"{run['machine']}; median of {run['repeat']} runs, milliseconds (min–max). Through `ContentsManager`;"
         " S3 = SeaweedFS on loopback, Drive = the local v3 double. Peak RSS of the benchmark process:"
-        f" {run['peak_rss_mb']} MB.",
+        f" {run['peak_rss_mb']} MB. Machine load (1-min average, start/end): {run['load_avg_1min']} on {run['cpus']} CPUs.",
         "",
         "| backend | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     sizes = [float(s) for s in args.sizes.split(",") if s]
     results = []
+    load_before = os.getloadavg()[0]
     for name in [b for b in args.backends.split(",") if b]:
         print(f"contents benchmark: {name} …", file=sys.stderr, flush=True)
         try:
@@ -192,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
         "entries": args.entries,
         "repeat": args.repeat,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # Other work on the machine skews every number; say how busy it was.
+        "load_avg_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "cpus": os.cpu_count(),
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)

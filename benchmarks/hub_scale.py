@@ -30,6 +30,7 @@ import concurrent.futures
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -43,7 +44,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.hub.hubproc import HubProcess  # noqa: E402 - the e2e tests' hub harness
+from tests.hub.hubproc import HubProcess
 
 MB = 1024 * 1024
 RESULTS = REPO / "benchmarks" / "results"
@@ -55,6 +56,7 @@ c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
 c.SimpleLocalProcessSpawner.home_dir_template = {homes!r}
 c.Spawner.cmd = ["jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"
+c.Spawner.args = ["--allow-root"]  # benchmarks run as root; zasperhub does not refuse it
 """,
 }
 
@@ -106,13 +108,17 @@ def spawn_all(hub: HubProcess, users: list[str], timeout: float) -> dict[str, fl
         r = hub.api("POST", f"/users/{name}/server")
         if r.status_code not in (201, 202):
             raise RuntimeError(f"spawn {name}: {r.status_code} {r.text}")
+        if r.status_code == 201:
+            return time.monotonic() - t0
         deadline = t0 + timeout
         while time.monotonic() < deadline:
-            if r.status_code == 201 or hub.server_ready(name):
+            server = hub.user_model(name).get("servers", {}).get("")
+            if server is None:
+                raise RuntimeError(f"spawn of {name} failed; hub log:\n{hub.log()[-3000:]}")
+            if server.get("ready"):
                 return time.monotonic() - t0
             time.sleep(0.05)
-            r = httpx.Response(202)
-        raise RuntimeError(f"{name} not ready within {timeout}s")
+        raise RuntimeError(f"{name} not ready within {timeout}s; hub log:\n{hub.log()[-3000:]}")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(50, len(users))) as pool:
         return dict(zip(users, pool.map(one, users)))
@@ -175,8 +181,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "# Hub scale: zasperhub-singleuser vs stock jupyterhub-singleuser",
         "",
-        f"Machine: {platform.machine()}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total // MB} MB RAM; "
-        f"Python {platform.python_version()}. `python -m benchmarks.hub_scale`.",
+        (f"Machine: {platform.machine()}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total // MB} MB RAM; "
+         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}. `python -m benchmarks.hub_scale`."),
         "",
         "| server | users | ready median (s) | ready p95 (s) | server RSS idle (MB) | server RSS with kernel (MB) | kernel RSS (MB) | hub API p50 / p99 (ms) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -202,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spawn-timeout", type=float, default=300)
     parser.add_argument("--out", default=str(RESULTS / "hub_scale"), help="output path without extension")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so each hub (and its servers) is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = []
     for n in [int(x) for x in args.users.split(",")]:
         for flavor in args.flavors.split(","):

@@ -33,10 +33,13 @@ GOT_IDLE = 2
 class Pending:
     """State of one in-flight request."""
 
-    __slots__ = ("sent", "flags", "counted", "future", "on_reply")
+    __slots__ = ("counted", "flags", "future", "on_reply", "reply_only", "sent")
 
-    def __init__(self, sent: float, counted: bool, future: asyncio.Future | None, on_reply: Callable[[], None] | None) -> None:
+    def __init__(self, sent: float, counted: bool, future: asyncio.Future | None, on_reply: Callable[[], None] | None,
+                 reply_only: bool = False) -> None:
         self.sent = sent
+        #: resolve ``future`` on the reply alone (liveness checks), not reply + idle.
+        self.reply_only = reply_only
         self.flags = 0
         self.counted = counted
         self.future = future
@@ -95,12 +98,15 @@ class KernelClient:
         self.stream_chars = 0
         self.close_info: str | None = None
         self._seq = 0
+        #: Generous: a server may hold the upgrade until a starting kernel
+        #: answers, and 64 kernels starting on 2 cores take a while.
+        self.open_timeout = 180.0
 
     async def connect(self, read: bool = True) -> None:
         url = f"{self.api.ws_base}/api/kernels/{self.kernel_id}/channels?session_id={self.session}"
         self.ws = await websockets.connect(
             url, subprotocols=[Subprotocol(p) for p in self.codec.subprotocols] or None, compression=None, max_size=None,
-            max_queue=self.max_queue, ping_interval=None, open_timeout=30,
+            max_queue=self.max_queue, ping_interval=None, open_timeout=self.open_timeout,
             additional_headers={"Authorization": f"token {self.api.token}"},
         )
         if self.codec.subprotocols and self.ws.subprotocol not in self.codec.subprotocols:
@@ -113,14 +119,15 @@ class KernelClient:
         self.reader = asyncio.create_task(self._read())
 
     async def request(self, msg_type: str, content: dict[str, Any], *, channel: str = "shell", counted: bool = False,
-                      wait: bool = False, on_reply: Callable[[], None] | None = None) -> tuple[str, asyncio.Future | None]:
+                      wait: bool = False, on_reply: Callable[[], None] | None = None,
+                      reply_only: bool = False) -> tuple[str, asyncio.Future | None]:
         """Queue one request on the WebSocket; returns its msg_id (and a future if ``wait``)."""
         self._seq += 1
         msg_id = f"{self.session}-{self._seq}"
         header = {"msg_id": msg_id, "msg_type": msg_type, "username": "bench", "session": self.session,
                   "date": datetime.now(timezone.utc).isoformat(), "version": "5.3"}
         future = asyncio.get_running_loop().create_future() if wait else None
-        self.pending[msg_id] = Pending(time.perf_counter(), counted, future, on_reply)
+        self.pending[msg_id] = Pending(time.perf_counter(), counted, future, on_reply, reply_only)
         frame = self.codec.encode(channel, header, content)
         assert self.ws is not None
         # send() only waits when the socket's write buffer is full; that
@@ -130,10 +137,11 @@ class KernelClient:
             self.stats.sent += 1
         return msg_id, future
 
-    async def call(self, msg_type: str, content: dict[str, Any], *, channel: str = "shell", timeout: float = 30) -> float:
-        """Send a request and wait for its reply and idle; returns seconds taken."""
+    async def call(self, msg_type: str, content: dict[str, Any], *, channel: str = "shell", timeout: float = 30,
+                   reply_only: bool = False) -> float:
+        """Send a request and wait for its reply and idle (or the reply only); returns seconds taken."""
         start = time.perf_counter()
-        _, future = await self.request(msg_type, content, channel=channel, wait=True)
+        _, future = await self.request(msg_type, content, channel=channel, wait=True, reply_only=reply_only)
         assert future is not None
         await asyncio.wait_for(future, timeout)
         return time.perf_counter() - start
@@ -174,6 +182,8 @@ class KernelClient:
                             stats.replies_in_window += 1
                     if rec.on_reply is not None:
                         rec.on_reply()
+                    if rec.reply_only and rec.future is not None and not rec.future.done():
+                        rec.future.set_result(now)
                 elif msg.execution_state == "idle" and not rec.flags & GOT_IDLE:
                     rec.flags |= GOT_IDLE
                     if rec.counted:

@@ -95,7 +95,12 @@ def _loss(rec: dict[str, Any] | None) -> str:
     if "error" in rec:
         return "error"
     r = rec.get("result", {})
-    return f"{r.get('unanswered')}/{r.get('iopub_idle_missing')}/{r.get('dropped_ws')}/{r.get('dead_kernels')}"
+    text = f"{r.get('unanswered')}/{r.get('iopub_idle_missing')}/{r.get('dropped_ws')}/{r.get('dead_kernels')}"
+    sentinels = r.get("iopub_sentinels")
+    if sentinels is not None and sentinels < rec["kernels"]:
+        # Some kernels' iopub never delivered the sentinel: their missing idles may be late, not lost.
+        text += f" (sentinel {sentinels}/{rec['kernels']})"
+    return text
 
 
 def markdown(run: dict[str, Any]) -> str:

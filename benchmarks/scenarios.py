@@ -8,11 +8,11 @@ client works through its phases, and returns one JSON-ready record.
 from __future__ import annotations
 
 import multiprocessing
-from multiprocessing.process import BaseProcess
 import os
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from benchmarks.echo_kernel import KERNEL_NAME as ECHO_KERNEL

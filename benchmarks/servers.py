@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-
 from benchmarks.echo_kernel import install_kernelspec
 
 MB = 1024 * 1024
@@ -105,7 +104,7 @@ class RunningServer:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 60) -> "RunningServer":
+    def start(self, timeout: float = 60) -> RunningServer:
         log = open(self.log_path, "wb")
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env.environ(),

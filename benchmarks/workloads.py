@@ -59,11 +59,15 @@ async def open_kernels(api: ServerAPI, n: int, wire: str, kernel: str, stats: Lo
 
 
 async def recovery_check(clients: list[KernelClient], limit: float = 2.0, timeout: float = 10.0) -> dict[str, Any]:
-    """After the load: how fast does every kernel answer ``kernel_info`` on control?"""
+    """After the load: how fast does every kernel answer ``kernel_info`` on control?
+
+    Only the reply counts: a kernel's iopub (and so its idle) may still be
+    behind a backlog of output, which is not a liveness problem.
+    """
 
     async def probe(c: KernelClient) -> float | None:
         try:
-            return await c.call("kernel_info_request", {}, channel="control", timeout=timeout)
+            return await c.call("kernel_info_request", {}, channel="control", timeout=timeout, reply_only=True)
         except (asyncio.TimeoutError, ConnectionError, ConnectionClosed):
             return None
 
@@ -72,6 +76,24 @@ async def recovery_check(clients: list[KernelClient], limit: float = 2.0, timeou
     return {"kernels": len(clients), "answered": len(answered),
             "answered_within_limit": sum(1 for t in answered if t <= limit),
             "limit_s": limit, "slowest_s": round(max(answered), 3) if answered else None}
+
+
+async def iopub_sentinel(clients: list[KernelClient], timeout: float) -> int:
+    """Send kernel_info on control and wait for its iopub idle, per kernel.
+
+    A kernel's iopub is one ordered stream, so once the sentinel's idle has
+    arrived every earlier idle has either arrived or was lost: it turns
+    "missing so far" into "lost".  Returns how many sentinels came back.
+    """
+
+    async def one(c: KernelClient) -> bool:
+        try:
+            await c.call("kernel_info_request", {}, channel="control", timeout=timeout)
+            return True
+        except (asyncio.TimeoutError, ConnectionError, ConnectionClosed):
+            return False
+
+    return sum(await asyncio.gather(*(one(c) for c in clients)))
 
 
 async def teardown(api: ServerAPI, clients: list[KernelClient], sessions: list[str], stats: LoadStats) -> dict[str, Any]:
@@ -154,9 +176,11 @@ async def steady(api: ServerAPI, spec: dict[str, Any], phases: Phases) -> dict[s
     recovery = await recovery_check(clients)
     drained = await drain(stats, spec["drain"])
     await phases.mark("loaded")
+    sentinels = await iopub_sentinel(clients, spec["drain"])
     no_reply, no_idle = pending_counts(clients)
     result = stats.summary()
-    result.update(unanswered=no_reply, iopub_idle_missing=no_idle, window_s=window, drain_s=round(drained, 3),
+    result.update(unanswered=no_reply, iopub_idle_missing=no_idle, iopub_sentinels=sentinels,
+                  window_s=window, drain_s=round(drained, 3),
                   replies_per_s=round(stats.replies_in_window / window, 2), recovery=recovery)
     result["teardown"] = await teardown(api, clients, sessions, stats)
     result["dead_kernels"] = len(stats.dead_kernels)
@@ -254,10 +278,12 @@ async def slow_consumer(api: ServerAPI, spec: dict[str, Any], phases: Phases) ->
     stalled_state = {"closed_by_server": stalled.close_info is not None, "close": stalled.close_info,
                      "frames_read_after_stall": stalled.stats.frames, "stream_chars": stalled.stream_chars}
     await phases.mark("loaded")
+    sentinels = await iopub_sentinel(others, spec["drain"])
     no_reply, no_idle = pending_counts(others)
     recovery = await recovery_check(clients)
     result = stats.summary()
-    result.update(unanswered=no_reply, iopub_idle_missing=no_idle, window_s=window, drain_s=round(drained, 3),
+    result.update(unanswered=no_reply, iopub_idle_missing=no_idle, iopub_sentinels=sentinels,
+                  window_s=window, drain_s=round(drained, 3),
                   replies_per_s=round(stats.replies_in_window / window, 2), stream=stream,
                   stream_expected_chars=int(window * 10) * chunk, stream_bytes_per_s=10 * chunk,
                   stalled=stalled_state, recovery=recovery)

@@ -17,6 +17,17 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# PostgreSQL server binaries for the hub-database tests (tests/hub start a private cluster).
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+    else
+        sudo apt-get update -qq
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+    fi
+fi
+
 if [ -f tests/node/package.json ]; then
     (cd tests/node && npm ci --no-audit --no-fund --silent)
 fi

@@ -58,7 +58,7 @@ def fetch_auth_state(api_url: str, api_token: str, username: str, timeout: float
     """The user's auth_state from the hub (blocking; the hub refreshes it first if due)."""
     url = f"{api_url.rstrip('/')}/users/{urllib.parse.quote(username, safe='')}"
     request = urllib.request.Request(url, headers={"Authorization": f"token {api_token}", "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the hub's own URL
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         model = json.loads(response.read())
     auth_state = model.get("auth_state")
     if not auth_state or not auth_state.get("access_token"):

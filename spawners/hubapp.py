@@ -14,21 +14,23 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from traitlets import Bool, Int, Unicode, default
 from traitlets.config import Application
-
 from zasperhub.platform.version import __version__
 from zasperhub.spawners.hubconfig import DB_URL_ENV, render_config
 
 CONFIG_NAME = "zasperhub_hub_config.py"
 PROXY_INSTALL_HINT = (
-    "configurable-http-proxy (the hub's proxy) was not found on PATH.\n"
-    "Install it with npm (Node.js ≥ 18):\n"
+    "Install configurable-http-proxy (the hub's proxy) with npm (Node.js ≥ 18):\n"
     "    npm install -g configurable-http-proxy\n"
     "or point the hub at it: --proxy-command=/path/to/configurable-http-proxy"
 )
+
+
+#: Options that only fill in a newly generated config file.
+_NEW_CONFIG_ONLY = {"ip", "port", "authenticator", "storage_url", "idle_timeout"}
 
 
 class HubStartError(Exception):
@@ -42,7 +44,7 @@ class ZasperHubApp(Application):
     version = __version__
     description = "Start a JupyterHub whose users get zasperhub-singleuser servers."
 
-    aliases = {
+    aliases: ClassVar[dict[str, str]] = {
         "data-dir": "ZasperHubApp.data_dir",
         "config": "ZasperHubApp.config_file",
         "db-url": "ZasperHubApp.db_url",
@@ -54,7 +56,7 @@ class ZasperHubApp(Application):
         "proxy-command": "ZasperHubApp.proxy_command",
         "log-level": "Application.log_level",
     }
-    flags = {
+    flags: ClassVar[dict[str, Any]] = {
         "generate-config": (
             {"ZasperHubApp": {"generate_only": True}},
             "Write the config file (if missing) and exit without starting the hub.",
@@ -126,7 +128,7 @@ class ZasperHubApp(Application):
         except ImportError:
             raise HubStartError("JupyterHub is not installed: pip install 'zasperhub[hub]'") from None
         if not self.proxy_command:
-            raise HubStartError(PROXY_INSTALL_HINT)
+            raise HubStartError(f"configurable-http-proxy was not found on PATH.\n{PROXY_INSTALL_HINT}")
         if not os.access(self.proxy_command, os.X_OK):
             raise HubStartError(f"{self.proxy_command} is not an executable file.\n{PROXY_INSTALL_HINT}")
         if self.db_url:
@@ -137,6 +139,14 @@ class ZasperHubApp(Application):
             written = self.write_config()
             if written:
                 print(f"Wrote {self.config_path} — edit it to configure the hub.", flush=True)
+            else:
+                ignored = sorted(set(self.cli_config.get("ZasperHubApp", {})) & _NEW_CONFIG_ONLY)
+                if ignored:
+                    print(
+                        f"zasperhub hub: warning: --{', --'.join(o.replace('_', '-') for o in ignored)} only apply to a new config file; "
+                        f"edit {self.config_path} instead.",
+                        file=sys.stderr,
+                    )
             if self.generate_only:
                 if not written:
                     print(f"{self.config_path} already exists; left unchanged.", flush=True)

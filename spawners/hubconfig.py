@@ -31,7 +31,7 @@ _MEMORY_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
                  "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
 
 
-def k8s_cpu_cores(value: str | float | int | None) -> float | None:
+def k8s_cpu_cores(value: str | float | None) -> float | None:
     """A Kubernetes CPU quantity ("500m", "2", 1.5) in cores; None if unset."""
     if value in (None, ""):
         return None

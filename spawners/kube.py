@@ -26,7 +26,6 @@ except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError("KubeZasperSpawner needs kubespawner: pip install 'zasperhub[kubernetes]'") from e
 
 from traitlets import Bool, Dict, Unicode, default
-
 from zasperhub.platform.version import __version__
 from zasperhub.spawners.mixin import S3_KEY_ENV, S3_SECRET_ENV, ZasperSpawnerMixin
 
@@ -126,7 +125,11 @@ class KubeZasperSpawner(ZasperSpawnerMixin, KubeSpawner):
         return pod
 
     def _add_scratch_volumes(self, pod: Any) -> None:
-        from kubernetes_asyncio.client import V1EmptyDirVolumeSource, V1Volume, V1VolumeMount
+        from kubernetes_asyncio.client import (
+            V1EmptyDirVolumeSource,
+            V1Volume,
+            V1VolumeMount,
+        )
 
         existing = {v.name for v in (pod.spec.volumes or [])}
         container = pod.spec.containers[0]

@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
 from traitlets import Bool
-
 from zasperhub.spawners.mixin import ZasperSpawnerMixin
 
 

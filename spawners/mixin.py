@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 from traitlets import Bool, Dict, Enum, List, Unicode, default
 from traitlets.config import LoggingConfigurable
-
 from zasperhub.spawners.naming import iam_user_name, safe_username
 
 #: Buckets this hub process already checked (s3_create_bucket).
@@ -159,9 +158,8 @@ class ZasperSpawnerMixin(LoggingConfigurable):
         url = self.zasper_storage_url or self.render_storage_url()
         if url:
             args.append(f"--contents={url}")
-            if url.startswith("s3://"):
-                if self.s3_endpoint_url:
-                    args.append(f"--S3Backend.endpoint_url={self.s3_endpoint_url}")
+            if url.startswith("s3://") and self.s3_endpoint_url:
+                args.append(f"--S3Backend.endpoint_url={self.s3_endpoint_url}")
             if url.startswith("gdrive://"):
                 from zasperhub.spawners.authstate import DRIVE_CONFIG_FILE
 

@@ -223,6 +223,8 @@ class ManagedKernel:
         self._connections.clear()
         self._by_session.clear()
         self._close_sockets()
+        # Wake anyone waiting for readiness; they check `shutting_down`.
+        self._ready.set()
         self._held.clear()
         try:
             await self.manager.shutdown_kernel(now=now)

@@ -183,6 +183,8 @@ class KernelRegistry(LoggingConfigurable):
         now = time.time()
         culled = []
         for kernel_id, kernel in list(self._kernels.items()):
+            if kernel.execution_state in ("starting", "restarting"):
+                continue  # idle time counts from the first answer (slow starts are not idleness)
             idle = now - kernel.last_activity
             if idle < self.cull_idle_timeout:
                 continue

@@ -90,6 +90,8 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         # The kernel_info handshake: accept clients only once the kernel answers.
         if not await kernel.wait_ready(registry.kernel_info_timeout):
             log.warning("Kernel %s is not answering kernel_info; connecting anyway", kernel_id)
+        if kernel.shutting_down:
+            raise web.HTTPError(404, f"Kernel was shut down: {kernel_id}")
         self.kernel = kernel
         self.kernel_id = kernel_id
         self.session_id = self.get_query_argument("session_id", "") or ""

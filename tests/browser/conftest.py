@@ -60,7 +60,7 @@ def page(chromium, ui_server: ServerProcess, request: pytest.FixtureRequest) -> 
     """A fresh browser profile (context) logged in with the token."""
     context = chromium.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
     pg = context.new_page()
-    pg.set_default_timeout(20_000)
+    pg.set_default_timeout(45_000)
     errors = PageErrors()
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.goto(f"{ui_server.url}/?token={ui_server.token}")

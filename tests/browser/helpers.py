@@ -13,14 +13,14 @@ def new_notebook(page) -> str:
     """Create a notebook from the file browser; returns its path once the kernel is idle."""
     page.click("text=+ Notebook")
     page.wait_for_selector(".zh-notebook")
-    page.wait_for_selector(IDLE, timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=90_000)
     return page.inner_text(".zh-title")
 
 
 def open_notebook(page, srv: ServerProcess, path: str) -> None:
     page.goto(f"{srv.url}/notebooks/{path}")
     page.wait_for_selector(".zh-notebook")
-    page.wait_for_selector(IDLE, timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=90_000)
 
 
 def type_in_active_cell(page, code: str) -> None:
@@ -41,7 +41,7 @@ def cell(page, index: int):
     return page.locator(".zh-cell").nth(index)
 
 
-def wait_cell_done(page, index: int, timeout: float = 30_000) -> None:
+def wait_cell_done(page, index: int, timeout: float = 60_000) -> None:
     """Wait until the cell has an execution count (not '[*]' or blank)."""
     page.wait_for_function(
         "i => { const p = document.querySelectorAll('.zh-cell')[i]?.querySelector('.zh-prompt'); return p && /\\[\\d+\\]/.test(p.textContent); }",

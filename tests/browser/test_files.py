@@ -31,7 +31,7 @@ def test_upload_chunked_and_download(page, ui_server: ServerProcess, tmp_path: P
     small.write_text("first line\n")
     goto_tree(page, ui_server)
     page.set_input_files("input[type=file]", [str(big), str(small)])
-    row(page, "data.bin").wait_for(timeout=60_000)
+    row(page, "data.bin").wait_for(timeout=90_000)
     row(page, "notes.txt").wait_for()
     shot(page, "06-after-upload")
     with api(ui_server) as c:

@@ -41,7 +41,7 @@ class KubeAPIDouble:
             "current-context": "double",
         })
 
-    def start(self) -> "KubeAPIDouble":
+    def start(self) -> KubeAPIDouble:
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
         ready = threading.Event()

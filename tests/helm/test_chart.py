@@ -179,7 +179,6 @@ async def test_hub_config_selects_our_spawner_and_builds_a_valid_user_pod(
     from types import SimpleNamespace
 
     from kubernetes_asyncio.client import ApiClient
-
     from zasperhub.spawners.kube import KubeZasperSpawner
 
     values, objs = rendered
@@ -316,3 +315,4 @@ def test_upgrade_keeps_generated_secrets(tmp_path: Path) -> None:
     assert upgrade["singleuser/secret-storage.yaml"]["data"] == install["singleuser/secret-storage.yaml"]["data"]
     # ...while the change in values did take effect.
     assert '"timeout": 7200' in upgrade["hub/configmap.yaml"]["data"]["settings.json"]
+

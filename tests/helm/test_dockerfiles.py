@@ -4,10 +4,10 @@ non-root, and their image names are the ones the chart deploys."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 yaml = pytest.importorskip("yaml")
 
@@ -22,7 +22,7 @@ def test_dockerfile_is_consistent_with_the_repository_and_chart(name: str) -> No
             *sources, _dest = line.split()[1:]
             for src in sources:
                 assert (REPO / src).exists(), f"COPY source {src} is missing"
-    assert re.search(r"^USER 1000:1000$", text, re.M), "images run as a non-root user"
+    assert re.search(r"^USER 1000:1000$", text, re.MULTILINE), "images run as a non-root user"
     extras = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     for used in re.findall(r'/opt/zasperhub\[([a-z0-9,]+)\]', text):
         assert set(used.split(",")) <= extras, used

@@ -47,7 +47,7 @@ class PostgresCluster:
             ["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, text=True, timeout=timeout
         )
 
-    def start(self) -> "PostgresCluster":
+    def start(self) -> PostgresCluster:
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
         opts = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.base / "pg.log"), "-w", "-t", "30", "start")

@@ -16,9 +16,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
 from zasperhub.spawners.authstate import MissingAuthState, drive_environment
-from zasperhub.spawners.hubconfig import enable_drive_token_refresh, enable_idle_culler, render_config
+from zasperhub.spawners.hubconfig import (
+    enable_drive_token_refresh,
+    enable_idle_culler,
+    render_config,
+)
 from zasperhub.spawners.local import SimpleLocalZasperSpawner
 from zasperhub.spawners.mixin import StorageConfigError, split_s3_url
 from zasperhub.spawners.naming import iam_user_name, safe_username
@@ -135,7 +138,7 @@ def test_mem_limit_is_applied_in_the_child(tmp_path: Path) -> None:
     spawner.mem_limit = 512 * 1024 * 1024
     preexec = spawner.make_preexec_fn("alice")
     code = "import resource; print(resource.getrlimit(resource.RLIMIT_DATA)[0])"
-    out = subprocess.run([sys.executable, "-c", code], preexec_fn=preexec, capture_output=True, text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-c", code], preexec_fn=preexec, check=False, capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == str(512 * 1024 * 1024)
     assert (tmp_path / "alice").is_dir()
 
@@ -181,7 +184,7 @@ def test_generated_config_is_valid_python_and_culler_and_roles_compose(tmp_path:
 
 
 def run_hub_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "zasperhub.platform.cli", "hub", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "zasperhub.platform.cli", "hub", *args], check=False, capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
 def test_hub_cli_generates_config_once_and_explains_missing_pieces(tmp_path: Path) -> None:
@@ -194,9 +197,10 @@ def test_hub_cli_generates_config_once_and_explains_missing_pieces(tmp_path: Pat
     assert again.returncode == 0 and "left unchanged" in again.stdout
     assert config.read_text().endswith("# admin edit\n")
 
-    missing = run_hub_cli(f"--data-dir={data}", f"--proxy-command={tmp_path / 'nope'}", cwd=tmp_path)
+    missing = run_hub_cli(f"--data-dir={data}", f"--proxy-command={tmp_path / 'nope'}", "--port=9999", cwd=tmp_path)
     assert missing.returncode == 1
     assert "npm install -g configurable-http-proxy" in missing.stderr and "Traceback" not in missing.stderr
+    assert "--port only apply to a new config file" in missing.stderr  # the existing file is not rewritten
 
     bad_db = run_hub_cli(f"--data-dir={data}", "--proxy-command=/bin/true", "--db-url=notaurl", cwd=tmp_path)
     assert bad_db.returncode == 1 and "not a valid SQLAlchemy URL" in bad_db.stderr
@@ -220,7 +224,6 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def test_kube_pod_has_probes_limits_locked_down_context_and_secret_refs(kubeconfig: Path) -> None:
     pytest.importorskip("kubespawner")
     from kubernetes_asyncio.client import ApiClient
-
     from zasperhub.spawners.kube import KubeZasperSpawner
 
     spawner = KubeZasperSpawner(
