@@ -52,7 +52,8 @@ def make_notebook(megabytes: float) -> dict[str, Any]:
                 "source": line * 10,
             }
         )
-    return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}, "nbformat": 4, "nbformat_minor": 5}
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return {"cells": cells, "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}
 
 
 @contextlib.asynccontextmanager

@@ -144,6 +144,9 @@ def run_one(server: str, scenario: Scenario, kernels: int, rate: int, wire: str,
         record["status_probe_ms"] = probe.summary()
         record["samples"] = sampler.samples
         record["server_alive"] = srv.proc is not None and srv.proc.poll() is None
+        log_text = srv.log()
+        record["server_log_warnings"] = sum(1 for line in log_text.splitlines() if "WARNING" in line or line.startswith("[W"))
+        record["server_log_tail"] = log_text[-3000:]
         derive(record)
     except Exception as exc:  # one failed config must not stop the run
         record["error"] = f"{type(exc).__name__}: {exc}"

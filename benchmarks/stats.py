@@ -26,6 +26,8 @@ class LoadStats:
     """Everything one client process counts during a workload."""
 
     sent: int = 0
+    #: open-loop requests that were due in the window but could not be sent in it.
+    unsent: int = 0
     replies: int = 0
     replies_in_window: int = 0
     idles: int = 0
@@ -43,7 +45,7 @@ class LoadStats:
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (latency lists reduced to percentiles)."""
         return {
-            "sent": self.sent, "replies": self.replies, "replies_in_window": self.replies_in_window,
+            "sent": self.sent, "unsent": self.unsent, "replies": self.replies, "replies_in_window": self.replies_in_window,
             "idles": self.idles, "frames": self.frames, "bytes_in": self.bytes_in,
             "frames_by_type": dict(self.by_type),
             "reply_latency_ms": percentiles(self.reply_latency),

@@ -104,8 +104,8 @@ class LocalBackend(Backend):
         try:
             yield
         except OSError as e:
-            if e.errno is None or e.filename is None or e.filename == path:
-                raise  # already ours, or carries no path to hide
+            if e.errno is None or not isinstance(e.filename, str) or not e.filename.startswith("/"):
+                raise  # already names an API path (never absolute), or no path at all
             cls: type[OSError] = type(e)
             if e.errno == errno.ENOTEMPTY:
                 cls = FileExistsError
@@ -162,15 +162,30 @@ class LocalBackend(Backend):
     async def list(self, path: str) -> list[Stat]:
         return await self._run(path, self._list, path)
 
+    def _open(self, path: str) -> BinaryIO:
+        """Open a regular file for reading (never a FIFO/device: those could block forever)."""
+        fd = os.open(self._os_path(path), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat_mod.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            if not stat_mod.S_ISREG(mode):
+                raise PermissionError(errno.EACCES, "Not a regular file", path)
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
     def _read(self, path: str) -> bytes:
-        with open(self._os_path(path), "rb") as f:
+        with self._open(path) as f:
             return f.read()
 
     async def read(self, path: str) -> bytes:
         return await self._run(path, self._read, path)
 
     async def read_stream(self, path: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        f: BinaryIO = await self._run(path, open, self._os_path(path), "rb")
+        f: BinaryIO = await self._run(path, self._open, path)
         try:
             while True:
                 piece = await self._run(path, f.read, chunk_size)
@@ -281,16 +296,17 @@ class LocalBackend(Backend):
         if os.path.isdir(src_os):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", src)
         target = self._target(dst)
-        fd, tmp = _mkstemp(os.path.dirname(target))
-        try:
-            with open(src_os, "rb") as fin, os.fdopen(fd, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-                fout.flush()
-                os.fsync(fout.fileno())
-            return self._install(dst, tmp, target, if_version=None, exclusive=True)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        with self._open(src) as fin:
+            fd, tmp = _mkstemp(os.path.dirname(target))
+            try:
+                with os.fdopen(fd, "wb") as fout:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+                    fout.flush()
+                    os.fsync(fout.fileno())
+                return self._install(dst, tmp, target, if_version=None, exclusive=True)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     async def copy(self, src: str, dst: str) -> Stat:
         return await self._run(dst, self._copy, src, dst)

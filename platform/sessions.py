@@ -21,7 +21,6 @@ from typing import Any
 from traitlets import Any as AnyTrait
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
-
 from zasperhub.platform.kernels.registry import KernelRegistry
 
 

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-
 from zasperhub.platform.kernels.codec import CHANNELS, Codec, FrameError
 
 _MAX_BUFFERS = 4096

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import zmq
-
 from zasperhub.platform.kernels.codec import FrameError
 from zasperhub.platform.kernels.replay import ReplayBuffer
 from zasperhub.platform.kernels.signing import Signer
@@ -38,7 +37,6 @@ from zasperhub.platform.web.util import isoformat_z
 
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
-
     from zasperhub.platform.kernels.registry import KernelRegistry
 
 log = logging.getLogger("zasperhub.kernels")
@@ -101,6 +99,7 @@ class ManagedKernel:
         self._sockets: KernelSockets | None = None
         self._signer = Signer(b"")
         self._ready = asyncio.Event()
+        self._info_reply = asyncio.Event()
         self._kernel_info_seen = False
         self._iopub_seen = False
         self._nudge_task: asyncio.Task[None] | None = None
@@ -162,23 +161,30 @@ class ManagedKernel:
         """Ask kernel_info until both the reply and an iopub message arrived.
 
         A SUB socket only receives once its subscription reached the kernel,
-        so seeing iopub traffic proves the shared iopub socket is live.
+        so seeing iopub traffic proves the shared iopub socket is live.  Only
+        one request is outstanding at a time: requests queued in a kernel
+        that turns busy would otherwise be answered long after.
         """
         deadline = time.monotonic() + self.registry.kernel_info_timeout
-        delay = 0.2
         while not self._ready.is_set() and time.monotonic() < deadline:
             if self._sockets is None:
                 return
+            self._info_reply.clear()
             parts = make_message("kernel_info_request", self.session, {})
             try:
                 self._sockets.send("shell", self._signer.sign(parts), parts)
             except (zmq.ZMQError, ConnectionError) as e:
                 log.debug("kernel_info nudge to %s failed: %s", self.id, e)
+                await asyncio.sleep(0.2)
+                continue
             try:
-                await asyncio.wait_for(self._ready.wait(), delay)
+                await asyncio.wait_for(self._info_reply.wait(), max(0.1, deadline - time.monotonic()))
             except asyncio.TimeoutError:
-                delay = min(delay * 1.5, 2.0)
-        if not self._ready.is_set():
+                break
+            if not self._ready.is_set():
+                # Replied, but the iopub subscription was not live yet.
+                await asyncio.sleep(0.1)
+        if not self._ready.is_set() and not self.shutting_down:
             log.warning("Kernel %s did not answer kernel_info within %.0fs", self.id, self.registry.kernel_info_timeout)
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -191,6 +197,11 @@ class ManagedKernel:
 
     async def interrupt(self) -> None:
         """Interrupt per the kernelspec's interrupt_mode (signal or message)."""
+        if not self._ready.is_set():
+            # A SIGINT during interpreter start-up kills the process instead
+            # of interrupting anything; a starting kernel runs no user code.
+            log.info("Kernel %s is %s; interrupt ignored", self.id, self.execution_state)
+            return
         await self.manager.interrupt_kernel()
         self.last_activity = time.time()
 
@@ -313,10 +324,9 @@ class ManagedKernel:
         if not isinstance(header, dict) or not isinstance(header.get("msg_type"), str):
             raise FrameError("message header must be an object with a msg_type")
         session = header.get("session")
-        if isinstance(session, str) and session and self._by_session.get(session) is not conn:
+        if isinstance(session, str) and session and session != self.session and self._by_session.get(session) is not conn:
             # Clients without ?session_id= are routed by their messages' session.
-            if session != self.session:
-                self._by_session[session] = conn
+            self._by_session[session] = conn
         if self._sockets is None or not self._ready.is_set():
             if self.shutting_down or self.execution_state == "dead":
                 raise ConnectionError(f"kernel is {self.execution_state}; message dropped")
@@ -381,6 +391,7 @@ class ManagedKernel:
         if parent_session == self.session:
             if channel == "shell" and b"kernel_info_reply" in parts[0]:
                 self._kernel_info_seen = True
+                self._info_reply.set()
                 if self._iopub_seen and not self._ready.is_set():
                     self._set_ready()
             return

@@ -20,8 +20,11 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, Float, Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
-
 from zasperhub.platform.kernels.kernel import ManagedKernel
+
+
+class KernelStartError(RuntimeError):
+    """The kernel process could not be launched (bad argv, missing interpreter, provisioner failure)."""
 
 
 class KernelRegistry(LoggingConfigurable):
@@ -99,7 +102,8 @@ class KernelRegistry(LoggingConfigurable):
     async def start_kernel(self, name: str | None = None, cwd: str | None = None, env: dict[str, str] | None = None) -> str:
         """Launch a kernel from kernelspec `name` in `cwd`; returns its id.
 
-        `KeyError` for an unknown kernelspec, `FileNotFoundError` for a missing cwd.
+        `KeyError` for an unknown kernelspec, `FileNotFoundError` for a missing
+        cwd, `KernelStartError` when the launch itself fails.
         """
         name = name or self.default_kernel_name
         try:
@@ -125,11 +129,14 @@ class KernelRegistry(LoggingConfigurable):
         full_env.update(env or {})
         try:
             await kernel.start(cwd, full_env)
-        except BaseException:
+        except BaseException as e:
             try:
                 await kernel.shutdown(now=True, reason="kernel failed to start")
-            except Exception as cleanup_error:  # keep the launch error, not this one
+            except Exception as cleanup_error:  # noqa: BLE001 - keep the launch error, not this one
                 self.log.debug("Cleanup after failed start of %s: %s", kernel_id, cleanup_error)
+            if isinstance(e, Exception):
+                self.log.error("Kernel %s (%s) failed to start: %s", kernel_id, name, e)
+                raise KernelStartError(f"Kernel '{name}' failed to start: {e}") from e
             raise
         self._kernels[kernel_id] = kernel
         self.log.info("Kernel %s (%s) started in %s", kernel_id, name, cwd)

@@ -12,6 +12,7 @@ import hmac
 from collections.abc import Sequence
 from typing import Any
 
+_openssl_hmac_new: Any
 try:  # OpenSSL's HMAC object directly: hmac.HMAC wraps it in a Python class per copy
     from _hashlib import hmac_new as _openssl_hmac_new
 except ImportError:  # pragma: no cover - CPython without OpenSSL
@@ -37,7 +38,7 @@ class Signer:
         self._template: Any = None
         if key:
             try:
-                self._template = _openssl_hmac_new(key, digestmod=scheme[5:]) if _openssl_hmac_new else None
+                self._template = _openssl_hmac_new(key, digestmod=scheme[5:]) if _openssl_hmac_new is not None else None
             except ValueError:
                 self._template = None
             if self._template is None:

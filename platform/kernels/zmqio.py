@@ -68,7 +68,7 @@ class KernelSockets:
         # Called once per drained batch, so clients get one write per batch.
         self._on_batch_end = on_batch_end
         self._closed = False
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.sockets: dict[str, zmq.Socket] = {}
         for channel in self.CHANNELS:
             sock = ctx.socket(zmq.SUB if channel == "iopub" else zmq.DEALER)
@@ -86,7 +86,7 @@ class KernelSockets:
                 sock.sndhwm = 10_000
             sock.connect(channel_url(info, channel))
             self.sockets[channel] = sock
-            self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain, channel)
+            self._loop.add_reader(int(sock.getsockopt(zmq.FD)), self._drain, channel)
 
     def _drain(self, channel: str) -> None:
         if self._closed:
@@ -106,7 +106,7 @@ class KernelSockets:
             try:
                 # Asking EVENTS first avoids raising zmq.Again (an exception
                 # object per wake-up) once the queue is empty.
-                if not sock.getsockopt(_EVENTS) & _POLLIN:
+                if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
                     return
                 parts = [sock.recv(_NOBLOCK)]
                 while sock.getsockopt(_RCVMORE):
@@ -136,7 +136,7 @@ class KernelSockets:
             return
         for channel, sock in self.sockets.items():
             try:
-                if sock.getsockopt(_EVENTS) & _POLLIN:
+                if int(sock.getsockopt(_EVENTS)) & _POLLIN:
                     self._drain(channel)
             except zmq.ZMQError:
                 pass
@@ -158,7 +158,7 @@ class KernelSockets:
                 sock.send(part, flags)
             else:
                 sock.send(part, flags, copy=False)
-        if sock.getsockopt(_EVENTS) & _POLLIN:
+        if int(sock.getsockopt(_EVENTS)) & _POLLIN:
             self._loop.call_soon(self._drain, channel)
 
     def close(self) -> None:
@@ -168,7 +168,7 @@ class KernelSockets:
         self._closed = True
         for sock in self.sockets.values():
             try:
-                self._loop.remove_reader(sock.getsockopt(zmq.FD))
+                self._loop.remove_reader(int(sock.getsockopt(zmq.FD)))
             except (zmq.ZMQError, ValueError, RuntimeError):
                 pass
             sock.close(linger=0)

@@ -30,8 +30,12 @@ from typing import Any
 from tornado import web
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
-
-from zasperhub.platform.kernels.codec import Codec, FrameError, choose_subprotocol, codec_for
+from zasperhub.platform.kernels.codec import (
+    Codec,
+    FrameError,
+    choose_subprotocol,
+    codec_for,
+)
 from zasperhub.platform.web.base import BaseHandler
 
 log = logging.getLogger("zasperhub.kernels")
@@ -154,6 +158,8 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         data = b"".join(self._out)
         self._out.clear()
         stream = self.ws_connection.stream
+        if stream is None:
+            return
         if self._direct and not stream.writing():
             # Nothing queued in tornado: hand the bytes to the socket now and
             # queue only a remainder (saves a Future and several calls per write).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tornado import web
-
+from zasperhub.platform.kernels.registry import KernelStartError
 from zasperhub.platform.web.base import APIHandler
 from zasperhub.platform.web.util import url_path_join
 
@@ -60,6 +60,8 @@ class MainKernelHandler(KernelAPIHandler):
             kernel_id = await self.registry.start_kernel(name, cwd=cwd, env=env)
         except KeyError as e:
             raise web.HTTPError(404, str(e.args[0]) if e.args else "No such kernel spec") from None
+        except KernelStartError as e:
+            raise web.HTTPError(500, str(e)) from None
         model = self.registry.model(kernel_id)
         self.set_header("Location", url_path_join(self.base_url, "api", "kernels", kernel_id))
         self.finish_json(model, status=201)
@@ -93,7 +95,7 @@ class KernelActionHandler(KernelAPIHandler):
             return
         try:
             await kernel.restart()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any restart failure is this request's 500
             self.log_exception(type(e), e, e.__traceback__)
             raise web.HTTPError(500, f"Error restarting kernel: {e}") from None
         self.finish_json(kernel.model())

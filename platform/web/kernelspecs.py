@@ -14,7 +14,6 @@ from typing import Any
 
 from jupyter_client.kernelspec import NoSuchKernel
 from tornado import web
-
 from zasperhub.platform.web.base import APIHandler, BaseHandler
 from zasperhub.platform.web.util import url_path_join
 
@@ -49,7 +48,7 @@ def spec_models(registry: Any, base_url: str) -> dict[str, Any]:
         }
     default = registry.default_kernel_name
     if default not in specs and specs:
-        default = sorted(specs)[0]
+        default = min(specs)
     return {"default": default, "kernelspecs": specs}
 
 
@@ -114,7 +113,7 @@ class KernelSpecResourceHandler(BaseHandler):
         mime, _ = mimetypes.guess_type(path)
         self.set_header("Content-Type", mime or "application/octet-stream")
         self.set_header("Cache-Control", "max-age=3600")
-        with open(path, "rb") as f:
+        with await asyncio.to_thread(open, path, "rb") as f:
             while True:
                 chunk = await asyncio.to_thread(f.read, _CHUNK)
                 if not chunk:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tornado import web
-
+from zasperhub.platform.kernels.registry import KernelStartError
 from zasperhub.platform.web.base import APIHandler
 from zasperhub.platform.web.util import url_path_join
 
@@ -58,6 +58,8 @@ class SessionRootHandler(SessionAPIHandler):
             model, _ = await self.sessions.create_session(
                 path=path, type=mtype, name=name, kernel_name=kernel_name, kernel_id=kernel_id
             )
+        except KernelStartError as e:
+            raise web.HTTPError(500, str(e)) from None
         except KeyError as e:
             if kernel_id:
                 raise web.HTTPError(404, f"Kernel does not exist: {kernel_id}") from None
@@ -86,6 +88,8 @@ class SessionHandler(SessionAPIHandler):
         body = self.json_object()
         try:
             model = await self.sessions.update_session(session_id, body)
+        except KernelStartError as e:
+            raise web.HTTPError(500, str(e)) from None
         except KeyError:
             raise web.HTTPError(404, f"Session not found: {session_id}") from None
         self.finish_json(model)

@@ -65,7 +65,7 @@ def test_reconnects_after_network_blip_and_shows_missed_output(page, ui_server: 
     shot(page, "10-disconnected")
     # The kernel prints while no client is connected ...
     page.wait_for_timeout(4_000)
-    assert "after the blip" not in page.inner_text(".zh-cells")
+    assert "after the blip" not in page.inner_text(".zh-cell >> nth=0 >> .zh-outputs")
     blocked["on"] = False
     # ... and the server replays it to the page when it reconnects.
     page.wait_for_selector(".zh-output-stream:has-text('after the blip')", timeout=60_000)

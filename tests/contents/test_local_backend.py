@@ -120,3 +120,31 @@ async def test_local_dir_for_kernels(local_backend: LocalBackend, local_root: Pa
     assert cm.local_dir("missing") is None
     assert cm.local_dir("../..") is None
     assert "local directory" in cm.describe()
+
+
+async def test_special_files_are_not_served(local_backend: LocalBackend, local_root: Path) -> None:
+    os.mkfifo(local_root / "pipe")  # reading it would block a worker thread forever
+    cm = ContentsManager(local_backend)
+    assert (await cm.get(""))["content"] == []
+    with pytest.raises(PermissionError):
+        await cm.get("pipe")
+    with pytest.raises(PermissionError):
+        await cm.open_stream("pipe")
+    # The primitives themselves refuse it too, without blocking.
+    with pytest.raises(PermissionError):
+        await local_backend.read("pipe")
+    with pytest.raises(PermissionError):
+        await anext(local_backend.read_stream("pipe"))
+    with pytest.raises(PermissionError):
+        await local_backend.copy("pipe", "copy")
+
+
+async def test_copy_errors_name_the_right_path(local_backend: LocalBackend, local_root: Path) -> None:
+    (local_root / "d").mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        await local_backend.copy("d", "e")
+    assert info.value.filename == "d"
+    with pytest.raises(FileNotFoundError) as missing:
+        await local_backend.copy("nope.txt", "e")
+    assert missing.value.filename in ("nope.txt", "e") and str(local_root) not in str(missing.value)
+    assert sorted(os.listdir(local_root)) == ["d"]  # no temp file left behind

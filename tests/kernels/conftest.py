@@ -15,7 +15,7 @@ from tests.support.server import ServerProcess
 
 
 def make_test_kernelspec(data_dir: Path) -> Path:
-    """A kernelspec `zasper-test` (ipykernel, message interrupt mode) with a symlink pointing outside."""
+    """Kernelspecs `zasper-test` (ipykernel, message interrupt mode, a symlink pointing outside) and `zasper-broken`."""
     spec_dir = data_dir / "kernels" / "zasper-test"
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -27,6 +27,11 @@ def make_test_kernelspec(data_dir: Path) -> Path:
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     (spec_dir / "kernel.js").write_text("// test resource\n")
+    broken = data_dir / "kernels" / "zasper-broken"
+    broken.mkdir(parents=True, exist_ok=True)
+    (broken / "kernel.json").write_text(
+        json.dumps({"argv": [str(data_dir / "no-such-interpreter"), "-f", "{connection_file}"], "display_name": "Broken", "language": "python"})
+    )
     secret = data_dir / "outside-secret.txt"
     secret.write_text("secret outside the kernelspec")
     link = spec_dir / "escape.txt"
@@ -51,8 +56,13 @@ def start_kernel_server(base: Path, *args: str) -> ServerProcess:
 
 @pytest.fixture(scope="module")
 def kserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server shared by the tests of one module (small frame cap for the huge-frame test)."""
-    srv = start_kernel_server(tmp_path_factory.mktemp("kernels"), "--KernelRegistry.max_message_bytes=1048576")
+    """A server shared by the tests of one module, with small caps so tests can reach them."""
+    srv = start_kernel_server(
+        tmp_path_factory.mktemp("kernels"),
+        "--KernelRegistry.max_message_bytes=1048576",
+        "--KernelRegistry.client_buffer_bytes=2097152",
+        "--KernelRegistry.replay_buffer_bytes=262144",
+    )
     yield srv
     srv.stop()
 

@@ -171,10 +171,14 @@ async def test_server_exit_leaves_no_kernels_ports_or_files(tmp_path, sig):
         srv.proc.send_signal(sig)
         assert srv.proc.wait(30) == 0
         await busy.ws.close()
-        gone, alive = psutil.wait_procs(procs, timeout=5)
+        _, alive = psutil.wait_procs(procs, timeout=5)
         assert not alive, alive
         assert not list(srv.runtime_dir.glob("kernel-*.json"))
         assert all(_port_free(p) for p in ports)
-        assert "Traceback" not in srv.log()
+        # The server logged no error of its own (the busy kernel may print
+        # its own traceback when its sockets close under it).
+        server_lines = [line for line in srv.log().splitlines() if not line.startswith("[IPKernelApp]")]
+        assert not [line for line in server_lines if line.startswith("[E ")], srv.log()
+        assert not [line for line in server_lines if "exception was never retrieved" in line or "Exception in callback" in line]
     finally:
         srv.stop()

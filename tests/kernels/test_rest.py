@@ -7,7 +7,6 @@ import re
 import uuid
 
 import httpx
-import pytest
 
 from tests.kernels.conftest import start_kernel
 from tests.kernels.wsclient import KernelWS
@@ -100,6 +99,19 @@ def test_kernel_bad_requests(http):
     with httpx.Client(base_url=http.base_url) as anon:
         assert anon.get("/api/kernels").status_code in (401, 403)
         assert anon.post("/api/kernels", json={}).status_code in (401, 403)
+
+
+def test_kernel_that_cannot_launch_is_a_clear_500(kserver, http):
+    before = set(kserver.runtime_dir.iterdir())
+    r = http.post("/api/kernels", json={"name": "zasper-broken"})
+    assert r.status_code == 500
+    assert "failed to start" in r.json()["message"]
+    r = http.post("/api/sessions", json={"path": "broken.ipynb", "type": "notebook", "kernel": {"name": "zasper-broken"}})
+    assert r.status_code == 500
+    assert "failed to start" in r.json()["message"]
+    assert set(kserver.runtime_dir.iterdir()) == before  # no connection file left behind
+    assert not [k for k in http.get("/api/kernels").json() if k["name"] == "zasper-broken"]
+    assert not [s for s in http.get("/api/sessions").json() if s["path"] == "broken.ipynb"]
 
 
 def test_post_kernel_accepts_gateway_env_and_text_plain(http):

@@ -13,8 +13,12 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_binary_message,
     serialize_msg_to_ws_v1,
 )
-
-from zasperhub.platform.kernels.codec import V1_SUBPROTOCOL, FrameError, choose_subprotocol, codec_for
+from zasperhub.platform.kernels.codec import (
+    V1_SUBPROTOCOL,
+    FrameError,
+    choose_subprotocol,
+    codec_for,
+)
 from zasperhub.platform.kernels.codec_json import JSONCodec
 from zasperhub.platform.kernels.codec_v1 import V1Codec
 from zasperhub.platform.kernels.replay import ReplayBuffer

@@ -91,7 +91,7 @@ class KernelWS:
     @classmethod
     async def connect(
         cls, server: Any, kernel_id: str, protocol: str = "v1", session: str | None = None, headers: dict[str, str] | None = None
-    ) -> "KernelWS":
+    ) -> KernelWS:
         session = session or uuid.uuid4().hex
         url = f"{server.ws_url}/api/kernels/{kernel_id}/channels?session_id={session}&token={server.token}"
         subprotocols = [V1] if protocol == "v1" else None
