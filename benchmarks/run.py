@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
            "duration_s": round(time.time() - started, 1), "machine": report.machine(),
            "versions": report.versions(args.servers), "quick": args.quick,
-           "harness_nice": harness_nice, "server_nice": BASE_NICE, "records": records}
+           "harness_nice": harness_nice, "server_nice": BASE_NICE,
+           "jupyter_server_extensions_disabled": env.disabled_extensions, "records": records}
     paths = report.write_all(run, args.out, args.tag or time.strftime("%Y%m%d-%H%M%S", time.gmtime(started)),
                              plots=not args.no_plots)
     for path in paths:

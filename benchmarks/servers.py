@@ -9,6 +9,7 @@ and idle RSS are measured for every configuration.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -64,6 +65,33 @@ def server_version(server: str) -> str:
     return jupyter_server.__version__
 
 
+#: Server extensions that come with jupyter-server itself (a required dependency).
+STOCK_EXTENSIONS = {"jupyter_server_terminals"}
+
+
+def disable_extra_server_extensions(config_dir: Path) -> list[str]:
+    """Compare with *stock* jupyter-server: turn off extensions other packages
+    (jupyterlab, notebook_shim, jupyter_lsp …) enabled in this environment.
+
+    Writes ``jupyter_server_config.json`` in the run's private config dir,
+    which takes precedence over the environment-wide ``config.d`` files.
+    """
+    from jupyter_core.paths import jupyter_config_path
+
+    found: set[str] = set()
+    for directory in jupyter_config_path():
+        for path in sorted(Path(directory).glob("jupyter_server_config.d/*.json")):
+            try:
+                enabled = json.loads(path.read_text()).get("ServerApp", {}).get("jpserver_extensions", {})
+            except (OSError, ValueError):
+                continue
+            found.update(name for name, on in enabled.items() if on)
+    extra = sorted(found - STOCK_EXTENSIONS)
+    config = {"ServerApp": {"jpserver_extensions": {name: False for name in extra}}}
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(config, indent=1))
+    return extra
+
+
 @dataclass
 class BenchEnv:
     """An isolated Jupyter environment shared by every server of one run."""
@@ -74,6 +102,7 @@ class BenchEnv:
         install_kernelspec(self.base / "share")
         for sub in ("config", "runtime", "ipython", "roots"):
             (self.base / sub).mkdir(exist_ok=True)
+        self.disabled_extensions = disable_extra_server_extensions(self.base / "config")
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -115,6 +115,8 @@ def test_tab_completion_and_inspect(page, ui_server: ServerProcess) -> None:
     type_in_active_cell(page, "collections.Ordered")
     page.keyboard.press("Tab")
     page.wait_for_selector(".cm-tooltip-autocomplete:has-text('OrderedDict')")
+    # CodeMirror ignores Enter for a moment after the list opens (against accidental picks).
+    page.wait_for_timeout(300)
     page.keyboard.press("Enter")
     page.keyboard.press("Shift+Tab")
     page.wait_for_selector(".zh-inspect")

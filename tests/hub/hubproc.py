@@ -81,8 +81,8 @@ c.SimpleLocalZasperSpawner.home_dir_template = {str(self.homes / "{username}")!r
 c.JupyterHub.hub_port = {self.hub_port}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.api_port}"
 c.DummyAuthenticator.password = {PASSWORD!r}
-c.Spawner.start_timeout = 60
-c.Spawner.http_timeout = 60
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
 c.JupyterHub.services.append({{"name": "e2e", "api_token": {self.service_token!r}}})
 c.JupyterHub.load_roles.append({{"name": "e2e", "scopes": {SERVICE_SCOPES!r}, "services": ["e2e"]}})
 {self.extra_config}
@@ -152,7 +152,7 @@ c.JupyterHub.load_roles.append({{"name": "e2e", "scopes": {SERVICE_SCOPES!r}, "s
         server = self.user_model(name).get("servers", {}).get("")
         return bool(server and server.get("ready"))
 
-    def wait_server(self, name: str, ready: bool = True, timeout: float = 60) -> None:
+    def wait_server(self, name: str, ready: bool = True, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.server_ready(name) == ready:

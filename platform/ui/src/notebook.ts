@@ -5,12 +5,13 @@
 
 import { contents, kernelspecs, KernelSpecs, SessionModel, sessions } from './api';
 import { Cell, CellModel, CellType, cellFromJSON, cellToJSON, newCellId } from './cell';
-import { pageConfig } from './config';
-import { confirmDialog, dialog, h, promptDialog, toast } from './dom';
+import { handleCommandKey, showShortcuts } from './commands';
+import { confirmDialog, h, promptDialog, toast } from './dom';
 import { CellKeys, retheme } from './editor';
 import { KernelConnection, KernelStatus } from './kernel';
 import type { Output } from './render';
 import { SaveGuard } from './saving';
+import { basename, codepointToJsIndex, formatDuration, jsIndexToCodepoint, pageUrlFor } from './util';
 import type { KernelMessage } from './wire';
 
 const AUTOSAVE_MS = 60_000;
@@ -34,8 +35,6 @@ export class NotebookPanel {
   private unsaved = false;
   private clipboard: CellModel[] = [];
   private deleted: { index: number; models: CellModel[] }[] = [];
-  private lastKey = '';
-  private lastKeyTime = 0;
   private displays = new Map<string, { cell: Cell; index: number }[]>();
   private observer: IntersectionObserver;
   private autosaveTimer: ReturnType<typeof setInterval>;
@@ -88,7 +87,7 @@ export class NotebookPanel {
       },
       { rootMargin: '400px 0px' },
     );
-    const onKey = (e: KeyboardEvent) => this.onKeyDown(e);
+    const onKey = (e: KeyboardEvent) => handleCommandKey(this, e);
     document.addEventListener('keydown', onKey);
     const onUnload = (e: BeforeUnloadEvent) => {
       if (this.unsaved) {
@@ -265,7 +264,7 @@ export class NotebookPanel {
   private async complete(code: string, pos: number): Promise<{ matches: string[]; start: number; end: number } | null> {
     if (!this.kernel || this.kernel.status === 'disconnected') return null;
     try {
-      const reply = await this.kernel.request('shell', 'complete_request', { code, cursor_pos: jsIndexToCodepoint(code, pos) }, 5000);
+      const reply = await this.kernel.request('shell', 'complete_request', { code, cursor_pos: jsIndexToCodepoint(code, pos) }, 20000);
       const c = reply.content;
       if (c.status !== 'ok') return null;
       return { matches: c.matches, start: codepointToJsIndex(code, c.cursor_start), end: codepointToJsIndex(code, c.cursor_end) };
@@ -277,7 +276,7 @@ export class NotebookPanel {
   private async inspect(code: string, pos: number): Promise<string | null> {
     if (!this.kernel) return null;
     try {
-      const reply = await this.kernel.request('shell', 'inspect_request', { code, cursor_pos: jsIndexToCodepoint(code, pos), detail_level: 0 }, 5000);
+      const reply = await this.kernel.request('shell', 'inspect_request', { code, cursor_pos: jsIndexToCodepoint(code, pos), detail_level: 0 }, 20000);
       const c = reply.content;
       return c.status === 'ok' && c.found ? (c.data['text/plain'] as string) : null;
     } catch {
@@ -331,6 +330,8 @@ export class NotebookPanel {
     this.setDirty(true);
     let started = 0;
     const finish = () => {
+      // An unanswered input() prompt is moot once the request is over (interrupt, restart).
+      cell.outputsEl.querySelector('.zh-stdin')?.remove();
       cell.running = false;
       cell.el.classList.remove('zh-running');
       cell.setPrompt();
@@ -465,55 +466,9 @@ export class NotebookPanel {
     }
   }
 
-  private onKeyDown(e: KeyboardEvent): void {
-    // Editors handle their own keys (and mark them handled).
-    if (!this.el.isConnected || e.defaultPrevented) return;
-    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 's') {
-      e.preventDefault();
-      void this.save();
-      return;
-    }
-    const target = e.target as HTMLElement;
-    // Keys typed into an editor, input or dialog are not commands.
-    if (target.closest('.cm-editor, input, textarea, select, .zh-overlay')) return;
-    if (this.mode === 'edit') return;
-    const now = Date.now();
-    const double = (k: string) => this.lastKey === k && now - this.lastKeyTime < 600;
-    const k = e.key;
-    let handled = true;
-    if (k === 'Enter' && e.shiftKey) this.runActive('advance');
-    else if (k === 'Enter' && (e.ctrlKey || e.metaKey)) this.runActive('stay');
-    else if (k === 'Enter' && e.altKey) this.runActive('insert');
-    else if (k === 'Enter') this.cells[this.active]?.edit();
-    else if (e.ctrlKey || e.metaKey || e.altKey) handled = false;
-    else if (k === 'ArrowUp' || k === 'k') this.select(this.active - 1);
-    else if (k === 'ArrowDown' || k === 'j') this.select(this.active + 1);
-    else if (k === 'a') this.insert(this.active, 'code');
-    else if (k === 'b') this.insert(this.active + 1, 'code');
-    else if (k === 'm') this.cells[this.active]?.setType('markdown'), this.setDirty(true);
-    else if (k === 'y') this.cells[this.active]?.setType('code'), this.setDirty(true);
-    else if (k === 'r') this.cells[this.active]?.setType('raw'), this.setDirty(true);
-    else if (k === 'x') this.cut();
-    else if (k === 'c') this.copy();
-    else if (k === 'v') this.paste();
-    else if (k === 'z') this.undoDelete();
-    else if (k === 'h') void showShortcuts();
-    else if (k === 's') void this.save();
-    else if (k === 'd') {
-      if (double('d')) {
-        this.deleteCells();
-        this.lastKey = '';
-        e.preventDefault();
-        return;
-      }
-    } else if (k === 'i') {
-      if (double('i')) void this.interrupt();
-    } else if (k === '0') {
-      if (double('0')) void this.restart(false);
-    } else handled = false;
-    this.lastKey = k;
-    this.lastKeyTime = now;
-    if (handled) e.preventDefault();
+  changeType(type: CellType): void {
+    this.cells[this.active]?.setType(type);
+    this.setDirty(true);
   }
 
   // -- saving --------------------------------------------------------------------
@@ -596,61 +551,4 @@ export class NotebookPanel {
   isDirty(): boolean {
     return this.unsaved;
   }
-}
-
-export function basename(path: string): string {
-  return path.split('/').pop() || path;
-}
-
-export function pageUrlFor(kind: string, path: string): string {
-  const base = pageConfig().baseUrl.replace(/\/+$/, '');
-  return `${base}/${kind}/${path.split('/').map(encodeURIComponent).join('/')}`;
-}
-
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const m = Math.floor(ms / 60_000);
-  return `${m} min ${Math.round((ms % 60_000) / 1000)} s`;
-}
-
-/** Jupyter cursor positions count Unicode code points; JS strings count UTF-16 units. */
-export function jsIndexToCodepoint(text: string, index: number): number {
-  return Array.from(text.slice(0, index)).length;
-}
-
-export function codepointToJsIndex(text: string, cp: number): number {
-  let i = 0;
-  let n = 0;
-  while (n < cp && i < text.length) {
-    const code = text.codePointAt(i) as number;
-    i += code > 0xffff ? 2 : 1;
-    n++;
-  }
-  return i;
-}
-
-
-const SHORTCUTS: [string, string][] = [
-  ['Shift+Enter', 'run cell, select below'],
-  ['Ctrl+Enter', 'run cell'],
-  ['Alt+Enter', 'run cell, insert below'],
-  ['Enter / Esc', 'edit mode / command mode'],
-  ['Tab / Shift+Tab', 'complete / inspect (edit mode)'],
-  ['Ctrl+S', 'save'],
-  ['A / B', 'insert cell above / below'],
-  ['D, D', 'delete cell'],
-  ['Z', 'undo cell delete'],
-  ['X / C / V', 'cut / copy / paste cell'],
-  ['M / Y / R', 'markdown / code / raw cell'],
-  ['↑ ↓ or K J', 'select cell above / below'],
-  ['I, I', 'interrupt kernel'],
-  ['0, 0', 'restart kernel'],
-  ['H', 'this help'],
-];
-
-/** The keyboard shortcut reference. */
-export function showShortcuts(): Promise<unknown> {
-  const rows = SHORTCUTS.map(([k, d]) => h('tr', {}, h('td', {}, h('kbd', {}, k)), h('td', {}, d)));
-  return dialog('Keyboard shortcuts', h('table.zh-shortcuts', {}, ...rows), [{ label: 'Close', value: true, primary: true }]);
 }
