@@ -35,7 +35,6 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
-_RCVMORE = int(zmq.RCVMORE)
 
 #: (channel, [signature, header, parent, metadata, content, *buffers])
 MessageCallback = Callable[[str, list[bytes]], None]
@@ -108,9 +107,13 @@ class KernelSockets:
                 # object per wake-up) once the queue is empty.
                 if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
                     return
-                parts = [sock.recv(_NOBLOCK)]
-                while sock.getsockopt(_RCVMORE):
-                    parts.append(sock.recv(_NOBLOCK))
+                # Frames report `more` themselves; getsockopt(RCVMORE) per
+                # part costs an enum lookup each in pyzmq.
+                frame = sock.recv(_NOBLOCK, copy=False)
+                parts = [frame.bytes]
+                while frame.more:
+                    frame = sock.recv(_NOBLOCK, copy=False)
+                    parts.append(frame.bytes)
             except zmq.Again:
                 return
             except zmq.ZMQError as e:

@@ -260,3 +260,38 @@ def test_rename_open_notebook(page, ui_server: ServerProcess) -> None:
     # The kernel (and its state) carried over.
     run_in_new_cell(page, "print(kept)")
     page.wait_for_selector(".zh-cell >> nth=1 >> .zh-output-stream:has-text('yes')")
+
+
+def test_failures_are_explained_and_lose_nothing(page, ui_server: ServerProcess) -> None:
+    page.goto(f"{ui_server.url}/notebooks/no/such.ipynb")
+    page.wait_for_selector(".zh-error-page:has-text('Could not open this page')")
+    assert "no/such.ipynb" in page.inner_text(".zh-error-page") or "not found" in page.inner_text(".zh-error-page").lower()
+
+    page.goto(f"{ui_server.url}/tree")
+    new_notebook(page)
+    type_in_active_cell(page, "precious = 'work'")
+
+    # Fault injection: the server's disk is full for one save.
+    def disk_full(route) -> None:
+        if route.request.method == "PUT":
+            route.fulfill(status=507, content_type="application/json", body='{"message": "No space left on device", "reason": "Insufficient Storage"}')
+        else:
+            route.continue_()
+
+    page.route("**/api/contents/**", disk_full)
+    page.keyboard.press("Control+s")
+    page.wait_for_selector(".zh-toast-error:has-text('No space left on device')")
+    assert page.get_attribute(".zh-save-state", "data-dirty") == "true"
+    page.unroute("**/api/contents/**")
+    page.keyboard.press("Control+s")
+    page.wait_for_selector(".zh-save-state[data-dirty=false]")
+    path = page.inner_text(".zh-title")
+    with api(ui_server) as c:
+        assert c.get(f"/api/contents/{path}").json()["content"]["cells"][0]["source"] == "precious = 'work'"
+
+    # A name with "/" is refused with a message, and nothing is renamed.
+    page.click(".zh-title")
+    page.fill(".zh-dialog input", "a/b")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".zh-toast-error:has-text('cannot contain')")
+    assert page.inner_text(".zh-title") == path
