@@ -36,6 +36,7 @@ class Phases:
 
 
 def execute(code: str) -> dict[str, Any]:
+    """execute_request content for ``code`` (same flags as the load)."""
     return dict(EXECUTE, code=code)
 
 
@@ -98,6 +99,7 @@ async def iopub_sentinel(clients: list[KernelClient], timeout: float) -> int:
 
 
 async def teardown(api: ServerAPI, clients: list[KernelClient], sessions: list[str], stats: LoadStats) -> dict[str, Any]:
+    """Note dead kernels, close the WebSockets and delete the sessions."""
     states = await asyncio.gather(*(api.kernel_state(c.kernel_id) for c in clients), return_exceptions=True)
     for c, state in zip(clients, states):
         if state == "dead" or (isinstance(state, str) and state.startswith("http-")):
@@ -108,6 +110,7 @@ async def teardown(api: ServerAPI, clients: list[KernelClient], sessions: list[s
 
 
 def pending_counts(clients: list[KernelClient]) -> tuple[int, int]:
+    """(requests without reply, replied requests without idle) over ``clients``."""
     no_reply = no_idle = 0
     for c in clients:
         a, b = c.unanswered()

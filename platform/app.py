@@ -220,7 +220,7 @@ class ZasperApp(Application):
             "allow_origin_pat": re.compile(self.allow_origin_pat) if self.allow_origin_pat else None,
             "log_function": log_request,
             "websocket_ping_interval": 30,
-            "websocket_ping_timeout": 90,
+            "websocket_ping_timeout": 30,  # tornado refuses a timeout above the interval (warns per socket)
             "websocket_max_message_size": 256 * 1024 * 1024,
             "compress_response": True,
         }

@@ -39,6 +39,7 @@ export class NotebookPanel {
   private observer: IntersectionObserver;
   private autosaveTimer: ReturnType<typeof setInterval>;
   private disposers: (() => void)[] = [];
+  private disposed = false;
 
   constructor(
     public path: string,
@@ -160,12 +161,13 @@ export class NotebookPanel {
   }
 
   // -- kernel ------------------------------------------------------------------
-  private async startKernel(early?: { specs: Promise<KernelSpecs>; sessions: Promise<SessionModel[]> }): Promise<void> {
+  /** Find or start this notebook's session and connect; false if the server said no. */
+  private async startKernel(early?: { specs: Promise<KernelSpecs>; sessions: Promise<SessionModel[]> }): Promise<boolean> {
     try {
       this.specs = await (early?.specs ?? kernelspecs.list());
     } catch (e) {
       this.setStatus('dead', `cannot list kernels: ${(e as Error).message}`);
-      return;
+      return false;
     }
     const wanted = this.meta.kernelspec?.name;
     const name = wanted && this.specs.kernelspecs[wanted] ? wanted : this.specs.default;
@@ -177,10 +179,11 @@ export class NotebookPanel {
       this.session = existing ?? (await sessions.create(this.path, name));
     } catch (e) {
       this.setStatus('dead', `cannot start kernel: ${(e as Error).message}`);
-      return;
+      return false;
     }
     this.kernelSelect.value = this.session.kernel.name;
     this.connect(this.session.kernel.id);
+    return true;
   }
 
   private connect(kernelId: string): void {
@@ -205,7 +208,13 @@ export class NotebookPanel {
     }
     toast('The kernel was lost (server restarted?); starting a new one. Variables must be recomputed.', 'error', 8000);
     this.session = null;
-    await this.startKernel();
+    // The server may still be going down or coming up: keep trying, gently.
+    for (let attempt = 0; !this.disposed; attempt++) {
+      if (await this.startKernel()) return;
+      const delay = Math.min(10_000, 1000 * 2 ** Math.min(attempt, 4));
+      this.setStatus('disconnected', `waiting for the server to start a kernel; retrying in ${delay / 1000}s`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 
   private setStatus(status: KernelStatus, detail: string): void {
@@ -541,6 +550,7 @@ export class NotebookPanel {
   }
 
   dispose(): void {
+    this.disposed = true;
     clearInterval(this.autosaveTimer);
     this.observer.disconnect();
     for (const d of this.disposers) d();
