@@ -105,7 +105,9 @@ def spawn_all(hub: HubProcess, users: list[str], timeout: float) -> dict[str, fl
 
     def one(name: str) -> float:
         t0 = time.monotonic()
-        r = hub.api("POST", f"/users/{name}/server")
+        # The hub answers a spawn request only when the spawn is done or slow;
+        # with dozens at once on a small machine that can take minutes.
+        r = hub.api("POST", f"/users/{name}/server", timeout=timeout)
         if r.status_code not in (201, 202):
             raise RuntimeError(f"spawn {name}: {r.status_code} {r.text}")
         if r.status_code == 201:

@@ -197,7 +197,12 @@ def plots(run: dict[str, Any], out: Path, tag: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = [r for r in run["records"] if r["scenario"] in LOAD_SCENARIOS and r["scenario"] != "ceiling" and "error" not in r]
+    latest: dict[tuple, dict[str, Any]] = {}
+    for r in run["records"]:
+        if r["scenario"] in LOAD_SCENARIOS and r["scenario"] != "ceiling" and "error" not in r:
+            # A configuration measured twice (merged runs): plot the later one.
+            latest[(r["server"], r["wire"], r["kernels"], r["rate"])] = r
+    recs = list(latest.values())
     if not recs:
         return []
     labels = sorted({(r["kernels"], r["rate"]) for r in recs}, key=lambda kr: (kr[1], kr[0]))

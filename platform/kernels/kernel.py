@@ -110,6 +110,9 @@ class ManagedKernel:
         self._held: list[tuple[str, list[bytes]]] = []
         self._busy_lifecycle = False  # restarting or shutting down: the monitor stands back
         self.shutting_down = False
+        # Server-originated silent executes (pool handoff), by msg_id:
+        # [future, reply content or None, idle seen].
+        self._silent: dict[str, list[Any]] = {}
 
     # -- model -------------------------------------------------------------------
     @property
@@ -194,6 +197,49 @@ class ManagedKernel:
             return True
         except asyncio.TimeoutError:
             return False
+
+    async def run_silent(self, code: str, timeout: float) -> dict[str, Any]:
+        """Execute `code` as the server, invisibly to clients; returns the execute_reply content.
+
+        `silent: true` makes ipykernel skip the execution count, the
+        execute_input broadcast and the displayhook, and `store_history:
+        false` keeps it out of In/Out and history.  Its iopub traffic carries
+        the server's session as parent, so it is neither replayed nor (since
+        this runs before any client attaches) delivered.  Returns once both
+        the reply and the iopub `idle` arrived, so nothing of it is in flight
+        when a client connects.  `TimeoutError` when the kernel does not answer.
+        """
+        if self._sockets is None or not self._ready.is_set() or self.shutting_down:
+            raise ConnectionError(f"kernel {self.id} is {self.execution_state}")
+        content = {"code": code, "silent": True, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": False}
+        parts = make_message("execute_request", self.session, content)
+        msg_id = orjson.loads(parts[0])["msg_id"]
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._silent[msg_id] = [future, None, False]
+        try:
+            self._sockets.send("shell", self._signer.sign(parts), parts)
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._silent.pop(msg_id, None)
+
+    def _silent_progress(self, channel: str, parts: list[bytes]) -> None:
+        """Note a reply or iopub idle answering one of `run_silent`'s requests."""
+        try:
+            parent_id = orjson.loads(parts[1]).get("msg_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        entry = self._silent.get(parent_id) if isinstance(parent_id, str) else None
+        if entry is None:
+            return
+        if channel == "shell" and b"execute_reply" in parts[0]:
+            try:
+                entry[1] = orjson.loads(parts[3])
+            except orjson.JSONDecodeError:
+                entry[1] = {"status": "error", "ename": "BadReply", "evalue": "unparsable execute_reply"}
+        elif channel == "iopub" and b'"status"' in parts[0] and b'"idle"' in parts[3]:
+            entry[2] = True
+        if entry[1] is not None and entry[2] and not entry[0].done():
+            entry[0].set_result(entry[1])
 
     async def interrupt(self) -> None:
         """Interrupt per the kernelspec's interrupt_mode (signal or message)."""
@@ -372,6 +418,8 @@ class ManagedKernel:
             log.warning("Kernel %s sent a %s message with a bad signature; dropped", self.id, channel)
             return
         self.last_activity = time.time()
+        if self._silent:
+            self._silent_progress(channel, parts)
         if channel == "iopub":
             self._iopub_seen = True
             if self._kernel_info_seen and not self._ready.is_set():

@@ -13,14 +13,26 @@ import datetime
 import os
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_client.manager import AsyncKernelManager
-from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, Float, Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 from zasperhub.platform.kernels.kernel import ManagedKernel
+from zasperhub.platform.kernels.pool import KernelPool
+
+if TYPE_CHECKING:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+# jupyter_client (≈0.1–0.4 s and several MB of imports) is not needed to
+# answer the first request, so it is imported off the start-up path: in a
+# worker thread once the server listens (`start`), or on first kernel use.
+
+
+def _import_jupyter_client() -> None:
+    """Import what kernel start-up needs (run in a worker thread)."""
+    import jupyter_client.kernelspec  # noqa: F401
+    import jupyter_client.manager  # noqa: F401
+    import jupyter_core.paths  # noqa: F401
 
 
 class KernelStartError(RuntimeError):
@@ -55,10 +67,21 @@ class KernelRegistry(LoggingConfigurable):
     )
     max_message_bytes = Int(64 * 1024 * 1024, config=True, help="Largest WebSocket frame a client may send.")
 
-    kernel_spec_manager = Instance(KernelSpecManager)
+    pool_size = Int(
+        0, config=True,
+        help="Kernels of the default kernelspec kept pre-started in root_dir and handed to new sessions (0: no pool).",
+    )
+    preload = Bool(
+        True, config=True,
+        help="Import jupyter_client in the background once the server listens (else on first kernel use).",
+    )
+
+    kernel_spec_manager = Instance("jupyter_client.kernelspec.KernelSpecManager")
 
     @default("kernel_spec_manager")
     def _default_ksm(self) -> KernelSpecManager:
+        from jupyter_client.kernelspec import KernelSpecManager
+
         return KernelSpecManager(parent=self)
 
     @default("default_kernel_name")
@@ -69,6 +92,31 @@ class KernelRegistry(LoggingConfigurable):
         super().__init__(**kwargs)
         self._kernels: dict[str, ManagedKernel] = {}
         self._culler: asyncio.Task[None] | None = None
+        self._import_future: asyncio.Future[None] | None = None
+        self._pool: KernelPool | None = None
+        self._pool_task: asyncio.Task[None] | None = None
+
+    async def _ensure_imported(self) -> None:
+        """Wait for jupyter_client's import without blocking the event loop.
+
+        Importing it on the loop thread would stall every connection for the
+        import's duration, and would wait on the warm-up thread's import
+        lock anyway; so the import always happens in a worker thread.
+        """
+        if self._import_future is None:
+            self._import_future = asyncio.get_running_loop().run_in_executor(None, _import_jupyter_client)
+        await asyncio.shield(self._import_future)
+
+    async def _start_pool(self) -> None:
+        await self._ensure_imported()
+        self._pool = KernelPool(self, self.pool_size, self.default_kernel_name, self.root_dir or os.getcwd())
+        self.log.info("Keeping %d pre-started %s kernel(s) in %s", self.pool_size, self._pool.kernel_name, self._pool.cwd)
+        self._pool.fill()
+
+    @property
+    def pool(self) -> KernelPool | None:
+        """The kernel pool, once created (None when pool_size is 0)."""
+        return self._pool
 
     # -- queries ---------------------------------------------------------------
     def __contains__(self, kernel_id: str) -> bool:
@@ -94,7 +142,16 @@ class KernelRegistry(LoggingConfigurable):
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        """Start background work (the idle culler, when configured)."""
+        """Start background work: jupyter_client warm-up, the pool, the idle culler.
+
+        Nothing here waits: the server answers requests while jupyter_client
+        is imported and pooled kernels start.
+        """
+        loop = asyncio.get_running_loop()
+        if self.preload and self._import_future is None:
+            self._import_future = loop.run_in_executor(None, _import_jupyter_client)
+        if self.pool_size > 0 and self._pool is None:
+            self._pool_task = asyncio.create_task(self._start_pool(), name="kernel-pool-start")
         if self.cull_idle_timeout > 0 and self._culler is None:
             self.log.info("Culling kernels idle for %ds (checked every %ds)", self.cull_idle_timeout, self.cull_interval)
             self._culler = asyncio.create_task(self._cull_loop(), name="kernel-culler")
@@ -102,17 +159,41 @@ class KernelRegistry(LoggingConfigurable):
     async def start_kernel(self, name: str | None = None, cwd: str | None = None, env: dict[str, str] | None = None) -> str:
         """Launch a kernel from kernelspec `name` in `cwd`; returns its id.
 
-        `KeyError` for an unknown kernelspec, `FileNotFoundError` for a missing
-        cwd, `KernelStartError` when the launch itself fails.
+        Served from the pool when one is configured and `name` is its
+        kernelspec.  `KeyError` for an unknown kernelspec, `FileNotFoundError`
+        for a missing cwd, `KernelStartError` when the launch itself fails.
         """
         name = name or self.default_kernel_name
+        cwd = cwd or self.root_dir or os.getcwd()
+        if self._pool is not None and name == self._pool.kernel_name and self._pool.ready_count:
+            if not os.path.isdir(cwd):
+                raise FileNotFoundError(f"Kernel working directory does not exist: {cwd}")
+            pooled = await self._pool.take(cwd, env)
+            if pooled is not None:
+                self._kernels[pooled.id] = pooled
+                pooled.last_activity = time.time()
+                self.log.info("Kernel %s (%s) handed out from the pool in %s", pooled.id, name, cwd)
+                return pooled.id
+        await self._ensure_imported()
+        from jupyter_client.kernelspec import NoSuchKernel
+
         try:
             await asyncio.to_thread(self.kernel_spec_manager.get_kernel_spec, name)
         except NoSuchKernel:
             raise KeyError(f"No such kernel spec: {name}") from None
-        cwd = cwd or self.root_dir or os.getcwd()
         if not os.path.isdir(cwd):
             raise FileNotFoundError(f"Kernel working directory does not exist: {cwd}")
+        kernel = self.new_kernel(name)
+        await self.launch(kernel, cwd, env)
+        self._kernels[kernel.id] = kernel
+        self.log.info("Kernel %s (%s) started in %s", kernel.id, name, cwd)
+        return kernel.id
+
+    def new_kernel(self, name: str) -> ManagedKernel:
+        """A not yet launched kernel of kernelspec `name` (jupyter_client must be imported)."""
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.paths import jupyter_runtime_dir
+
         kernel_id = str(uuid.uuid4())
         runtime = jupyter_runtime_dir()
         os.makedirs(runtime, exist_ok=True)
@@ -124,7 +205,10 @@ class KernelRegistry(LoggingConfigurable):
             connection_file=os.path.join(runtime, f"kernel-{kernel_id}.json"),
         )
         manager.shutdown_wait_time = self.shutdown_wait_time
-        kernel = ManagedKernel(self, kernel_id, name, manager)
+        return ManagedKernel(self, kernel_id, name, manager)
+
+    async def launch(self, kernel: ManagedKernel, cwd: str, env: dict[str, str] | None) -> None:
+        """Start `kernel`'s process; on failure clean it up and raise `KernelStartError`."""
         full_env = dict(os.environ)
         full_env.update(env or {})
         try:
@@ -133,14 +217,11 @@ class KernelRegistry(LoggingConfigurable):
             try:
                 await kernel.shutdown(now=True, reason="kernel failed to start")
             except Exception as cleanup_error:  # noqa: BLE001 - keep the launch error, not this one
-                self.log.debug("Cleanup after failed start of %s: %s", kernel_id, cleanup_error)
+                self.log.debug("Cleanup after failed start of %s: %s", kernel.id, cleanup_error)
             if isinstance(e, Exception):
-                self.log.error("Kernel %s (%s) failed to start: %s", kernel_id, name, e)
-                raise KernelStartError(f"Kernel '{name}' failed to start: {e}") from e
+                self.log.error("Kernel %s (%s) failed to start: %s", kernel.id, kernel.name, e)
+                raise KernelStartError(f"Kernel '{kernel.name}' failed to start: {e}") from e
             raise
-        self._kernels[kernel_id] = kernel
-        self.log.info("Kernel %s (%s) started in %s", kernel_id, name, cwd)
-        return kernel_id
 
     async def interrupt(self, kernel_id: str) -> None:
         await self.get(kernel_id).interrupt()
@@ -166,10 +247,15 @@ class KernelRegistry(LoggingConfigurable):
             self.log.exception("Cleaning up dead kernel %s failed", kernel.id)
 
     async def shutdown_all(self) -> None:
-        """Stop every kernel concurrently (server exit)."""
+        """Stop every kernel concurrently, pooled ones included (server exit)."""
         if self._culler is not None:
             self._culler.cancel()
             self._culler = None
+        if self._pool_task is not None and not self._pool_task.done():
+            self._pool_task.cancel()
+            await asyncio.gather(self._pool_task, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
         kernels = list(self._kernels)
         results = await asyncio.gather(*(self.shutdown_kernel(k) for k in kernels), return_exceptions=True)
         for kernel_id, result in zip(kernels, results):

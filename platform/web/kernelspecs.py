@@ -12,7 +12,6 @@ import mimetypes
 import os
 from typing import Any
 
-from jupyter_client.kernelspec import NoSuchKernel
 from tornado import web
 from zasperhub.platform.web.base import APIHandler, BaseHandler
 from zasperhub.platform.web.util import url_path_join
@@ -54,12 +53,26 @@ def spec_models(registry: Any, base_url: str) -> dict[str, Any]:
 
 def spec_model(registry: Any, base_url: str, name: str) -> dict[str, Any]:
     """One kernelspec's model; `KeyError` when there is no such kernelspec."""
+    # Imported here, in the handler's worker thread: jupyter_client is kept
+    # off the server's start-up path.
+    from jupyter_client.kernelspec import NoSuchKernel
+
     ksm = registry.kernel_spec_manager
     try:
         spec = ksm.get_kernel_spec(name)
     except NoSuchKernel:
         raise KeyError(name) from None
     return {"name": name, "spec": spec.to_dict(), "resources": _resources(base_url, name, spec.resource_dir)}
+
+
+def _resource_dir(registry: Any, name: str) -> str:
+    """A kernelspec's directory; `KeyError` when there is none (blocking: run in a thread)."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    try:
+        return registry.kernel_spec_manager.get_kernel_spec(name).resource_dir
+    except NoSuchKernel:
+        raise KeyError(name) from None
 
 
 class KernelSpecsHandler(APIHandler):
@@ -102,12 +115,11 @@ class KernelSpecResourceHandler(BaseHandler):
     auth_required = True
 
     async def get(self, name: str, resource: str) -> None:
-        ksm = self.zasper.kernel_registry.kernel_spec_manager
         try:
-            spec = await asyncio.to_thread(ksm.get_kernel_spec, name)
-        except NoSuchKernel:
+            resource_dir = await asyncio.to_thread(_resource_dir, self.zasper.kernel_registry, name)
+        except KeyError:
             raise web.HTTPError(404, f"Kernel spec {name} not found") from None
-        path = resolve_resource(spec.resource_dir, resource)
+        path = resolve_resource(resource_dir, resource)
         if path is None:
             raise web.HTTPError(404, f"No resource {resource!r} in kernel spec {name}")
         mime, _ = mimetypes.guess_type(path)

@@ -91,8 +91,8 @@ def test_survives_server_restart(page, ui_server: ServerProcess) -> None:
     other.goto(f"{ui_server.url}/?token={ui_server.token}")
     other.wait_for_selector(".zh-browser")
     other.close()
-    # The old kernel died with the server: the page starts a new one itself.
-    page.wait_for_selector(".zh-toast:has-text('kernel was lost')", timeout=60_000)
+    # The old kernel died with the server: the page starts a new one itself
+    # (and says so in a toast, which may already be gone by now).
     page.wait_for_selector(IDLE, timeout=90_000)
     assert page.locator(".zh-banner").is_hidden()
     run_in_new_cell(page, "print('second life')")

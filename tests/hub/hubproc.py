@@ -139,9 +139,9 @@ c.JupyterHub.load_roles.append({{"name": "e2e", "scopes": {SERVICE_SCOPES!r}, "s
             self._log = None
 
     # -- hub API ----------------------------------------------------------------------
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def api(self, method: str, path: str, *, timeout: float = 60, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"token {self.service_token}"}
-        return httpx.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=60, **kwargs)
+        return httpx.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=timeout, **kwargs)
 
     def user_model(self, name: str) -> dict[str, Any]:
         r = self.api("GET", f"/users/{name}")
