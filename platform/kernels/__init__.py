@@ -7,5 +7,6 @@ Layers, imported one way:
 - `replay`    the bounded per-kernel buffer for messages nobody received.
 - `zmqio`     one kernel's ZMQ sockets, read without per-message futures.
 - `kernel`    one running kernel: its manager, sockets, clients, death monitor.
+- `pool`      the opt-in pool of pre-started kernels handed to new sessions.
 - `registry`  all kernels of the server, configuration and idle culling.
 """

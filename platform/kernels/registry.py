@@ -15,17 +15,19 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Bool, Float, Instance, Int, Unicode, default
+from traitlets import Any as AnyTrait
+from traitlets import Bool, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
-from zasperhub.platform.kernels.kernel import ManagedKernel
 from zasperhub.platform.kernels.pool import KernelPool
 
 if TYPE_CHECKING:
     from jupyter_client.kernelspec import KernelSpecManager
+    from zasperhub.platform.kernels.kernel import ManagedKernel
 
-# jupyter_client (≈0.1–0.4 s and several MB of imports) is not needed to
-# answer the first request, so it is imported off the start-up path: in a
-# worker thread once the server listens (`start`), or on first kernel use.
+# jupyter_client and pyzmq (≈0.2–0.5 s and ~4 MB of imports together) are not
+# needed to answer the first request, so they are imported off the start-up
+# path: in a worker thread once the server listens (`start`), or on first
+# kernel use.
 
 
 def _import_jupyter_client() -> None:
@@ -33,6 +35,7 @@ def _import_jupyter_client() -> None:
     import jupyter_client.kernelspec  # noqa: F401
     import jupyter_client.manager  # noqa: F401
     import jupyter_core.paths  # noqa: F401
+    import zasperhub.platform.kernels.kernel  # noqa: F401  (pyzmq)
 
 
 class KernelStartError(RuntimeError):
@@ -76,7 +79,9 @@ class KernelRegistry(LoggingConfigurable):
         help="Import jupyter_client in the background once the server listens (else on first kernel use).",
     )
 
-    kernel_spec_manager = Instance("jupyter_client.kernelspec.KernelSpecManager")
+    # Not an `Instance` trait: traitlets resolves an Instance's class when the
+    # registry is created, which would import jupyter_client at start-up.
+    kernel_spec_manager = AnyTrait(help="The jupyter_client KernelSpecManager (created on first use).")
 
     @default("kernel_spec_manager")
     def _default_ksm(self) -> KernelSpecManager:
@@ -193,6 +198,7 @@ class KernelRegistry(LoggingConfigurable):
         """A not yet launched kernel of kernelspec `name` (jupyter_client must be imported)."""
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.paths import jupyter_runtime_dir
+        from zasperhub.platform.kernels.kernel import ManagedKernel
 
         kernel_id = str(uuid.uuid4())
         runtime = jupyter_runtime_dir()
