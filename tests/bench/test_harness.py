@@ -22,7 +22,7 @@ from benchmarks.wire import LegacyCodec, V1Codec, make_codec
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_harness(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def run_harness(*args: str, timeout: float = 280) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -110,10 +110,8 @@ export class NotebookPanel {
 
   /** Load the notebook and connect a kernel. */
   async open(): Promise<void> {
-    // Ask for kernelspecs and sessions while the notebook downloads.
-    const early = { specs: kernelspecs.list(), sessions: sessions.list() };
-    early.specs.catch(() => undefined);
-    early.sessions.catch(() => undefined);
+    // The notebook first: kernelspec discovery can be slow on a server's
+    // first call, and the cells should not wait for it.
     const model = await contents.get(this.path, { type: 'notebook', hash: true });
     this.guard.loaded(model);
     const nb = model.content || {};
@@ -131,7 +129,7 @@ export class NotebookPanel {
     this.setDirty(false);
     // A new notebook is for typing into: start in its first cell.
     if (fresh) requestAnimationFrame(() => this.cells[0]?.edit());
-    void this.startKernel(early);
+    void this.startKernel();
   }
 
   private makeCell(model: CellModel): Cell {
@@ -162,9 +160,11 @@ export class NotebookPanel {
 
   // -- kernel ------------------------------------------------------------------
   /** Find or start this notebook's session and connect; false if the server said no. */
-  private async startKernel(early?: { specs: Promise<KernelSpecs>; sessions: Promise<SessionModel[]> }): Promise<boolean> {
+  private async startKernel(): Promise<boolean> {
+    const existingSessions = sessions.list();
+    existingSessions.catch(() => undefined);
     try {
-      this.specs = await (early?.specs ?? kernelspecs.list());
+      this.specs = await kernelspecs.list();
     } catch (e) {
       this.setStatus('dead', `cannot list kernels: ${(e as Error).message}`);
       return false;
@@ -175,7 +175,7 @@ export class NotebookPanel {
       ...Object.values(this.specs.kernelspecs).map((s) => h('option', { value: s.name, selected: s.name === name }, s.spec.display_name || s.name)),
     );
     try {
-      const existing = (await (early?.sessions ?? sessions.list())).find((s) => s.path === this.path);
+      const existing = (await existingSessions).find((s) => s.path === this.path);
       this.session = existing ?? (await sessions.create(this.path, name));
     } catch (e) {
       this.setStatus('dead', `cannot start kernel: ${(e as Error).message}`);
