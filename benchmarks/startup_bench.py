@@ -77,10 +77,9 @@ class Server:
 
     def start(self, timeout: float = 60) -> tuple[float, int]:
         """Spawn and poll /api/status; returns (seconds to first 200, RSS bytes then)."""
-        log = open(self.log_path, "wb")
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        log.close()
+        with open(self.log_path, "wb") as log:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         with httpx.Client(headers=self.headers, timeout=2) as client:
             while time.perf_counter() - t0 < timeout:
                 if self.proc.poll() is not None:
@@ -214,8 +213,10 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace, c
         lines.append(f"| {label} | {fmt(a, unit)} | {fmt(p, unit)} | {fmt(b, unit)} | {ratio} | {ratio_p} |")
     lines += [
         "",
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"jupyter_server {_version('jupyter_server')}, ipykernel {_version('ipykernel')}, jupyter_client {_version('jupyter_client')}.",
+        (
+            f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"jupyter_server {_version('jupyter_server')}, ipykernel {_version('ipykernel')}, jupyter_client {_version('jupyter_client')}."
+        ),
         f"Load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}.",
         "",
         f"Command: `{command_line}`",
@@ -246,8 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     command_line = "python -m benchmarks.startup_bench " + " ".join(sys.argv[1:] if argv is None else argv)
     configs = [("zasperhub", "zasperhub", [], 0), ("jupyter-server", "jupyter-server", [], 0)]
     if args.pool_size:
-        configs.append(("zasperhub (pool)", "zasperhub",
-                        [f"--KernelRegistry.pool_size={args.pool_size}", "--log-level=INFO"], args.pool_size))
+        pool_args = [f"--KernelRegistry.pool_size={args.pool_size}", "--log-level=INFO"]
+        configs.append(("zasperhub (pool)", "zasperhub", pool_args, args.pool_size))
     results: dict[str, dict[str, Any]] = {}
     for label, server, extra, pool in configs:
         print(f"measuring {label} ...", flush=True)

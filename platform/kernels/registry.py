@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import importlib
 import os
 import time
 import uuid
@@ -32,10 +33,8 @@ if TYPE_CHECKING:
 
 def _import_jupyter_client() -> None:
     """Import what kernel start-up needs (run in a worker thread)."""
-    import jupyter_client.kernelspec  # noqa: F401
-    import jupyter_client.manager  # noqa: F401
-    import jupyter_core.paths  # noqa: F401
-    import zasperhub.platform.kernels.kernel  # noqa: F401  (pyzmq)
+    for module in ("jupyter_client.kernelspec", "jupyter_client.manager", "jupyter_core.paths", "zasperhub.platform.kernels.kernel"):
+        importlib.import_module(module)
 
 
 class KernelStartError(RuntimeError):
