@@ -29,7 +29,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running
+# in this thread while it is open, which would break every asyncio test that
+# runs after the browser tests.
+@pytest.fixture(scope="package")
 def chromium() -> Iterator:
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian chromium is required: apt-get install -y chromium")
