@@ -11,7 +11,10 @@ import time
 from tests.kernels.conftest import start_kernel
 from tests.kernels.wsclient import V1, KernelWS
 
-FLOOD = "for _ in range(40): print('x' * 200_000, flush=True)"
+# 8 MB of output, paced (~4 MB/s) so a client that does read keeps within the
+# 2 MiB per-client cap even on a loaded machine, while one that never reads
+# falls behind for certain.
+FLOOD = "import time\nfor _ in range(40):\n    print('x' * 200_000, flush=True)\n    time.sleep(0.05)"
 
 
 def _raw_ws_that_never_reads(server, kernel_id: str) -> socket.socket:
