@@ -29,6 +29,16 @@ def server(root_dir: Path) -> Iterator[ServerProcess]:
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One token-mode server shared by a test module (tests keep to their own folders)."""
+    root = tmp_path_factory.mktemp("module") / "root"
+    root.mkdir()
+    srv = ServerProcess(root).start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator:
     """Factory: `start_server(root, *args, env=...)` with cleanup at teardown."""

@@ -45,13 +45,9 @@ def chromium() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def ui_server(module_server: ServerProcess) -> ServerProcess:
     """One token-mode server per test module (kernels are per notebook anyway)."""
-    root = tmp_path_factory.mktemp("browser") / "root"
-    root.mkdir()
-    srv = ServerProcess(root).start()
-    yield srv
-    srv.stop()
+    return module_server
 
 
 class PageErrors(list):

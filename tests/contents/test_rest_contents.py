@@ -20,13 +20,9 @@ from tests.support.server import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def srv(module_server: ServerProcess) -> ServerProcess:
     """One server for the module; each test works in its own folder."""
-    root = tmp_path_factory.mktemp("rest") / "root"
-    root.mkdir()
-    server = ServerProcess(root).start()
-    yield server
-    server.stop()
+    return module_server
 
 
 @pytest.fixture

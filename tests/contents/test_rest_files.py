@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -15,12 +14,8 @@ from tests.support.server import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("files") / "root"
-    root.mkdir()
-    server = ServerProcess(root).start()
-    yield server
-    server.stop()
+def srv(module_server: ServerProcess) -> ServerProcess:
+    return module_server
 
 
 @pytest.fixture

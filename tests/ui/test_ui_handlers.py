@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,12 +19,8 @@ DIST = Path(__file__).resolve().parents[2] / "platform" / "ui" / "dist"
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("ui-handlers") / "root"
-    root.mkdir()
-    s = ServerProcess(root).start()
-    yield s
-    s.stop()
+def srv(module_server: ServerProcess) -> ServerProcess:
+    return module_server
 
 
 def browser(srv: ServerProcess) -> httpx.Client:
