@@ -84,10 +84,12 @@ class LocalBackend(Backend):
 
     def _os_path(self, path: str, *, follow: bool = True) -> str:
         """The OS path for API `path`, refusing anything that resolves outside the root."""
-        if path.startswith("/") or "\\" in path or "\0" in path or ".." in path.split("/"):
-            raise PermissionError(errno.EACCES, "Path outside the root", path)
         if not path:
             return self.root
+        # Only canonical API paths: "." or empty segments would give one file
+        # several names (and "a/./b" is how traversal checks get dodged).
+        if path.startswith("/") or "\\" in path or "\0" in path or any(p in ("", ".", "..") for p in path.split("/")):
+            raise PermissionError(errno.EACCES, "Invalid path (outside the root or not canonical)", path)
         joined = os.path.join(self.root, *path.split("/"))
         parent = os.path.dirname(joined)
         # The parent chain must stay inside; the final component too, unless

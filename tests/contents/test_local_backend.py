@@ -89,16 +89,6 @@ async def test_aborted_upload_leaves_old_file(local_backend: LocalBackend, local
     assert sorted(os.listdir(local_root)) == ["f.bin"]
 
 
-async def test_exclusive_and_conditional_write(local_backend: LocalBackend) -> None:
-    st = await local_backend.write("a", b"1", exclusive=True)
-    with pytest.raises(FileExistsError):
-        await local_backend.write("a", b"2", exclusive=True)
-    await local_backend.write("a", b"3", if_version=st.version)
-    from zasperhub.contents.base import PreconditionFailed
-
-    with pytest.raises(PreconditionFailed):
-        await local_backend.write("a", b"4", if_version=st.version)
-    assert await local_backend.read("a") == b"3"
 
 
 async def test_errors_carry_api_paths_not_disk_paths(local_backend: LocalBackend, local_root: Path) -> None:
