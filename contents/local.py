@@ -237,18 +237,24 @@ class LocalBackend(Backend):
         _fsync_dir(os.path.dirname(target))
         return self._stat_of(path, os.stat(target), target)
 
-    def _write(self, path: str, data: bytes, if_version: str | None, exclusive: bool) -> Stat:
+    def _write_via_temp(
+        self, path: str, fill: Callable[[BinaryIO], object], *, if_version: str | None, exclusive: bool
+    ) -> Stat:
+        """Write a temp file next to `path` with `fill`, fsync it, then install it atomically."""
         target = self._target(path)
         fd, tmp = _mkstemp(os.path.dirname(target))
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                fill(f)
                 f.flush()
                 os.fsync(f.fileno())
             return self._install(path, tmp, target, if_version=if_version, exclusive=exclusive)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def _write(self, path: str, data: bytes, if_version: str | None, exclusive: bool) -> Stat:
+        return self._write_via_temp(path, lambda f: f.write(data), if_version=if_version, exclusive=exclusive)
 
     async def write(self, path: str, data: bytes, *, if_version: str | None = None, exclusive: bool = False) -> Stat:
         return await self._run(path, self._write, path, data, if_version, exclusive)
@@ -297,18 +303,10 @@ class LocalBackend(Backend):
         src_os = self._os_path(src)
         if os.path.isdir(src_os):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", src)
-        target = self._target(dst)
         with self._open(src) as fin:
-            fd, tmp = _mkstemp(os.path.dirname(target))
-            try:
-                with os.fdopen(fd, "wb") as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-                    fout.flush()
-                    os.fsync(fout.fileno())
-                return self._install(dst, tmp, target, if_version=None, exclusive=True)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            return self._write_via_temp(
+                dst, lambda fout: shutil.copyfileobj(fin, fout, 1 << 20), if_version=None, exclusive=True
+            )
 
     async def copy(self, src: str, dst: str) -> Stat:
         return await self._run(dst, self._copy, src, dst)
