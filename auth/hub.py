@@ -4,27 +4,26 @@ JupyterHub hands a single-user server its settings through `JUPYTERHUB_*`
 environment variables; `apply_hub_environment` maps them onto the app
 (service prefix → base URL, service URL → bind address, root dir).
 
-Identity comes from the hub, through `jupyterhub.services.auth.HubOAuth`
-(no OAuth client of our own): API requests carry a hub token in
-`Authorization: token|bearer` (or `?token=` on WebSocket upgrades, which
-cannot carry headers from browsers); browsers carry the access token that
-the OAuth callback stored in a signed cookie.  Either way the token is
-resolved to a user model by the hub's API, cached briefly by HubOAuth, and
-access requires one of the server's `access:servers…` scopes — other users,
-and admins without that scope, get 403.
+Identity comes from the hub through our own small client
+(`zasperhub.auth.hub_client`), never by importing jupyterhub, whose
+service helpers pull in its ORM and SQLAlchemy (~40 MB per user server).
+API requests carry a hub token in `Authorization: token|bearer` (or
+`?token=` on WebSocket upgrades, which cannot carry headers from browsers);
+browsers carry the access token that the OAuth callback stored in a signed
+cookie.  Either way the token is resolved to a user model by the hub's API,
+cached briefly, and access requires one of the server's `access:servers…`
+scopes — other users, and admins without that scope, get 403.  When the
+hub cannot answer, requests get 503 (never a crash or a hang).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
-
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from tornado.web import HTTPError
 
 from zasperhub.auth.base import (
     AuthResult,
@@ -33,28 +32,38 @@ from zasperhub.auth.base import (
     RequestInfo,
     User,
 )
+from zasperhub.auth.hub_client import (
+    DEFAULT_CACHE_SECONDS,
+    HubClient,
+    HubUnavailable,
+    client_from_environment,
+)
 from zasperhub.auth.token import MAX_TOKEN_LENGTH, header_token
 
 if TYPE_CHECKING:
-    from jupyterhub.services.auth import HubOAuth
-
     from zasperhub.auth.activity import HubActivityReporter
     from zasperhub.platform.app import ZasperApp
 
 log = logging.getLogger("zasperhub")
 
-#: Seconds a hub user model is reused before asking the hub again
-#: (HubOAuth's own default is 300; shorter makes revocations bite sooner).
-DEFAULT_CACHE_SECONDS = 60
 #: Attempts (with doubling waits from 0.5 s) to reach the hub at start-up.
 STARTUP_CHECK_ATTEMPTS = 5
 
 
+@functools.cache
 def hub_version() -> str:
-    """The JupyterHub version sent as `X-JupyterHub-Version` (the hub compares it)."""
-    import jupyterhub
+    """The JupyterHub version sent as `X-JupyterHub-Version` (the hub compares it).
 
-    return jupyterhub.__version__
+    Read from the installed distribution's metadata: importing the package
+    is what this module avoids.  Without jupyterhub installed (a slim user
+    image) the hub just logs that it cannot compare versions.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jupyterhub")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def apply_hub_environment(app: ZasperApp, environ: dict[str, str] | None = None) -> None:
@@ -86,21 +95,13 @@ def apply_hub_environment(app: ZasperApp, environ: dict[str, str] | None = None)
     app.open_browser = False
 
 
-def _default_access_scopes(env: dict[str, str] | os._Environ[str]) -> set[str]:
-    """Scopes that grant access when the hub did not list them (fail closed)."""
-    user = env.get("JUPYTERHUB_USER", "")
-    server = env.get("JUPYTERHUB_SERVER_NAME", "")
-    if not user:
-        return set()
-    return {f"access:servers!server={user}/{server}", f"access:servers!user={user}"}
-
-
 class HubIdentityProvider(IdentityProvider):
     """Authenticates requests with JupyterHub tokens and OAuth cookies."""
 
     session_cookie = False
 
-    def __init__(self, hub_auth: HubOAuth, activity: HubActivityReporter | None = None) -> None:
+    def __init__(self, hub_auth: HubClient, activity: HubActivityReporter | None = None) -> None:
+        # Named `hub_auth` because pages look for it to find the hub (links, OAuth).
         self.hub_auth = hub_auth
         self.activity = activity
         self.credential_cookies = (hub_auth.cookie_name,)
@@ -130,9 +131,9 @@ class HubIdentityProvider(IdentityProvider):
         if len(token) > MAX_TOKEN_LENGTH:
             return AuthResult(error="Invalid token", status=403)
         try:
-            model = await self.hub_auth.user_for_token(token, sync=False)
-        except HTTPError as e:
-            log.error("Cannot check credentials with JupyterHub: %s", e.log_message)
+            model = await self.hub_auth.identify(token)
+        except HubUnavailable as e:
+            log.error("Cannot check credentials with JupyterHub: %s", e)
             return AuthResult(error="Cannot check credentials with JupyterHub right now; try again", status=503)
         if model is None:
             if via == "cookie":
@@ -140,10 +141,10 @@ class HubIdentityProvider(IdentityProvider):
             return AuthResult(error="Invalid or expired JupyterHub token", status=403)
         name = str(model.get("name", ""))
         kind = model.get("kind", "user")
-        granted = set(model.get("scopes") or ())
-        from jupyterhub.services.auth import check_scopes
-
-        if not name or not check_scopes(self.hub_auth.access_scopes, granted):
+        granted = model.get("scopes") or ()
+        if not isinstance(granted, list) or not all(isinstance(s, str) for s in granted):
+            granted = []
+        if not self.hub_auth.allows(model):
             log.warning("Hub %s %r is not allowed to access this server (missing access scope)", kind, name)
             return AuthResult(error=f"{kind} {name} is not allowed to access this server", status=403)
         return AuthResult(
@@ -158,17 +159,15 @@ class HubIdentityProvider(IdentityProvider):
 
     async def check_hub(self, attempts: int = STARTUP_CHECK_ATTEMPTS) -> bool:
         """Ask the hub API for its version, retrying a few times; log the outcome."""
-        url = self.hub_auth.api_url.rstrip("/") + "/"
-        client = AsyncHTTPClient()
+        url = self.hub_auth.api_url + "/"
         delay = 0.5
         error: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
-                response = await client.fetch(url, request_timeout=10)
-                version = json.loads(response.body).get("version", "?")
+                version = await self.hub_auth.hub_version()
                 log.info("JupyterHub API at %s answers (hub version %s)", url, version)
                 return True
-            except (HTTPClientError, OSError, ValueError) as e:
+            except HubUnavailable as e:
                 error = e
                 if attempt < attempts:
                     await asyncio.sleep(delay)
@@ -205,29 +204,29 @@ def _any_kernel_busy(app: ZasperApp) -> bool:
         return False
     try:
         return any(k.get("execution_state") == "busy" for k in registry.list_models())
-    except Exception:  # the registry may be mid-shutdown; activity is best effort
+    except Exception:  # noqa: BLE001 - the registry may be mid-shutdown; activity is best effort
         return False
 
 
 def make_hub_provider(app: ZasperApp) -> HubIdentityProvider:
     """The provider for `zasperhub-singleuser`, configured from the hub's environment."""
-    from jupyterhub.services.auth import HubOAuth
-
     from zasperhub.auth.activity import HubActivityReporter
 
     env = os.environ
     missing = [name for name in ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_CLIENT_ID") if not env.get(name)]
     if missing:
         raise AuthSetupError(f"zasperhub-singleuser must be launched by JupyterHub: {', '.join(missing)} not set")
-    kwargs: dict[str, Any] = {"base_url": app.base_url}
-    configured = app.config.get("HubOAuth", {})
-    if "cache_max_age" not in configured:
-        kwargs["cache_max_age"] = DEFAULT_CACHE_SECONDS
-    hub_auth = HubOAuth(parent=app, **kwargs)
-    if not hub_auth.access_scopes:
-        hub_auth.access_scopes = _default_access_scopes(env)
-    # SameSite=Lax like our own sessions; the hub's cookie options still win.
-    hub_auth.cookie_options = {"samesite": "Lax", **hub_auth.cookie_options}
+    # `HubOAuth.cache_max_age` is honoured so configs written for jupyterhub's client keep working.
+    cache_seconds = DEFAULT_CACHE_SECONDS
+    for section in ("HubClient", "HubOAuth"):
+        configured = app.config.get(section, {})
+        if "cache_max_age" in configured:
+            try:
+                cache_seconds = float(configured["cache_max_age"])
+            except (TypeError, ValueError):
+                raise AuthSetupError(f"{section}.cache_max_age must be a number of seconds") from None
+            break
+    hub_auth = client_from_environment(app.base_url, cache_seconds)
 
     activity = None
     activity_url = env.get("JUPYTERHUB_ACTIVITY_URL")

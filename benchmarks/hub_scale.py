@@ -20,6 +20,13 @@ a timed test; run it by hand:
     python -m benchmarks.hub_scale                     # 1, 10, 50 users, both
     python -m benchmarks.hub_scale --users 1,10 --flavors zasper
 
+Every wait is bounded (`--spawn-timeout` per spawn, 120 s per kernel start,
+`--max-minutes` for the whole run: later configurations are skipped once it
+is spent), and each configuration's hub, proxy, servers and kernels are
+killed before the next one starts (everything runs under a temporary folder
+that is swept for leftover processes).  The load average before and after
+each configuration is recorded: on a shared machine it explains the times.
+
 Results go to benchmarks/results/hub_scale.{json,md}.
 """
 
@@ -48,6 +55,12 @@ from tests.hub.hubproc import HubProcess
 
 MB = 1024 * 1024
 RESULTS = REPO / "benchmarks" / "results"
+
+#: Both flavors: 50 servers starting at once on 2 cores can take minutes.
+COMMON_CONFIG = """
+c.Spawner.start_timeout = 600
+c.Spawner.http_timeout = 600
+"""
 
 FLAVOR_CONFIG = {
     "zasper": "",
@@ -152,7 +165,8 @@ def hub_api_latency(hub: HubProcess, users: list[str], requests: int = 200) -> d
 
 def run_one(flavor: str, n: int, base: Path, timeout: float) -> dict[str, Any]:
     homes = base / "homes" / "{username}"
-    hub = HubProcess(base, extra_config=FLAVOR_CONFIG[flavor].format(homes=str(homes)))
+    hub = HubProcess(base, extra_config=COMMON_CONFIG + FLAVOR_CONFIG[flavor].format(homes=str(homes)))
+    load_before = os.getloadavg()
     hub.start()
     try:
         users = [f"u{i:03d}" for i in range(n)]
@@ -166,7 +180,7 @@ def run_one(flavor: str, n: int, base: Path, timeout: float) -> dict[str, Any]:
         busy = [procs[u].memory_info().rss / MB for u in users if u in procs]
         kernels = [kernel_rss(procs[u]) for u in users if u in procs]
         latency = hub_api_latency(hub, users)
-        return {
+        row = {
             "flavor": flavor, "users": n,
             "ready_s": {"median": statistics.median(ready.values()), "p95": percentile(list(ready.values()), 95),
                         "max": max(ready.values())},
@@ -174,7 +188,16 @@ def run_one(flavor: str, n: int, base: Path, timeout: float) -> dict[str, Any]:
             "server_rss_with_kernel_mb": {"median": statistics.median(busy), "max": max(busy)} if busy else None,
             "kernel_rss_mb": {"median": statistics.median(kernels)} if kernels else None,
             "hub_api": latency,
+            "loadavg_before": [round(x, 1) for x in load_before],
+            "loadavg_after": [round(x, 1) for x in os.getloadavg()],
         }
+        return row
+    except Exception:
+        # The folder (and its hub log) is deleted after the run: keep the log for the post-mortem.
+        saved = Path(tempfile.gettempdir()) / f"hubscale-{flavor}-{n}-failed-hub.log"
+        saved.write_text(hub.log())
+        print(f"hub log of the failed run: {saved}", flush=True)
+        raise
     finally:
         hub.stop()
 
@@ -186,20 +209,26 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         (f"Machine: {platform.machine()}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total // MB} MB RAM; "
          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}. `python -m benchmarks.hub_scale`."),
         "",
-        "| server | users | ready median (s) | ready p95 (s) | server RSS idle (MB) | server RSS with kernel (MB) | kernel RSS (MB) | hub API p50 / p99 (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | users | ready median (s) | ready p95 (s) | server RSS idle (MB) | server RSS with kernel (MB) | kernel RSS (MB) | hub API p50 / p99 (ms) | load avg (1 min) before → after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    failed = [r for r in rows if "error" in r]
     for r in rows:
+        if "error" in r:
+            continue
         idle = r["server_rss_idle_mb"] or {}
         busy = r["server_rss_with_kernel_mb"] or {}
         kern = r["kernel_rss_mb"] or {}
         lines.append(
             f"| {r['flavor']} | {r['users']} | {r['ready_s']['median']:.2f} | {r['ready_s']['p95']:.2f} | "
             f"{idle.get('median', float('nan')):.1f} | {busy.get('median', float('nan')):.1f} | {kern.get('median', float('nan')):.1f} | "
-            f"{r['hub_api']['p50_ms']:.1f} / {r['hub_api']['p99_ms']:.1f} |"
+            f"{r['hub_api']['p50_ms']:.1f} / {r['hub_api']['p99_ms']:.1f} | "
+            f"{r.get('loadavg_before', [float('nan')])[0]:.1f} → {r.get('loadavg_after', [float('nan')])[0]:.1f} |"
         )
     lines += ["", "Ready: from the spawn request to the hub reporting the server ready, all users started at once.",
               "RSS: the user's server process only; its kernel (the same ipykernel for both) is listed apart."]
+    for r in failed:
+        lines.append(f"\nNot measured: {r['flavor']} with {r['users']} users failed: {r['error']}")
     return "\n".join(lines) + "\n"
 
 
@@ -207,23 +236,34 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", default="1,10,50", help="comma-separated user counts")
     parser.add_argument("--flavors", default="zasper,stock", help="zasper,stock")
-    parser.add_argument("--spawn-timeout", type=float, default=300)
+    parser.add_argument("--spawn-timeout", type=float, default=400)
+    parser.add_argument("--max-minutes", type=float, default=60, help="skip configurations not started by then")
     parser.add_argument("--out", default=str(RESULTS / "hub_scale"), help="output path without extension")
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so each hub (and its servers) is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    rows = []
-    for n in [int(x) for x in args.users.split(",")]:
-        for flavor in args.flavors.split(","):
-            with tempfile.TemporaryDirectory(prefix=f"hubscale-{flavor}-{n}-") as tmp:
-                print(f"-- {flavor}, {n} users", flush=True)
-                row = run_one(flavor, n, Path(tmp), args.spawn_timeout)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(rows))
+    rows: list[dict[str, Any]] = []
+    deadline = time.monotonic() + args.max_minutes * 60
+    for n in [int(x) for x in args.users.split(",")]:
+        for flavor in args.flavors.split(","):
+            if time.monotonic() > deadline:
+                print(f"-- skipping {flavor}, {n} users: --max-minutes spent", flush=True)
+                continue
+            with tempfile.TemporaryDirectory(prefix=f"hubscale-{flavor}-{n}-") as tmp:
+                print(f"-- {flavor}, {n} users", flush=True)
+                try:
+                    row = run_one(flavor, n, Path(tmp), args.spawn_timeout)
+                except (RuntimeError, httpx.HTTPError, OSError) as e:
+                    # Keep the other configurations' numbers; say what failed.
+                    row = {"flavor": flavor, "users": n, "error": str(e).splitlines()[0][:300],
+                           "loadavg_after": [round(x, 1) for x in os.getloadavg()]}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+                # Written after every configuration: an interrupted run keeps what it measured.
+                out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+                out.with_suffix(".md").write_text(markdown(rows))
     print(markdown(rows))
 
 

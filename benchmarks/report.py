@@ -103,6 +103,53 @@ def _loss(rec: dict[str, Any] | None) -> str:
     return text
 
 
+def rss_by_minute(rec: dict[str, Any]) -> list[float]:
+    """The server's largest RSS sample in each whole or partial minute of the load phase (MB)."""
+    load = [s for s in rec.get("samples", []) if s.get("phase") == "load" and s.get("server_rss_mb") is not None]
+    if not load:
+        return []
+    t0 = load[0]["t"]
+    minutes: dict[int, float] = {}
+    for s in load:
+        m = int((s["t"] - t0) // 60)
+        minutes[m] = max(minutes.get(m, 0.0), float(s["server_rss_mb"]))
+    return [round(minutes[m], 1) for m in sorted(minutes)]
+
+
+def soak_lines(recs: list[dict[str, Any]], min_window: float = 120) -> list[str]:
+    """Per-minute server RSS of long runs: flat means the last minute is no higher than the first few."""
+    long = [r for r in recs if r.get("window_s", 0) >= min_window and "error" not in r and r.get("scenario") in LOAD_SCENARIOS]
+    if not long:
+        return []
+    out = ["", "Soak: server RSS max per minute of load (MB); growth = last minute − minute 2 (the first holds the ramp-up)", "",
+           "| server | config | wire | minutes | RSS per minute | growth MB |", "|---|---|---|---|---|---|"]
+    for r in long:
+        minutes = rss_by_minute(r)
+        growth = minutes[-1] - minutes[min(1, len(minutes) - 1)] if minutes else None
+        out.append(f"| {r['server']} | {r['kernels']}×{r['rate']} | {r['wire']} | {len(minutes)} "
+                   f"| {' '.join(f'{m:.1f}' for m in minutes)} | {_fmt(growth)} |")
+    return out
+
+
+def recovery_lines(recs: list[dict[str, Any]]) -> list[str]:
+    """After the load: kernels answering kernel_info within the limit, and RSS once sessions are deleted."""
+    out = []
+    for (scen, k, r, wire), by in _pairs(recs, ("saturation", "overload")):
+        cells = []
+        for server in ("zasperhub", "jupyter-server"):
+            rec = by.get(server)
+            if rec is None or "error" in rec:
+                continue
+            rc = _get(rec, "result", "recovery") or {}
+            cells.append(f"{server}: {rc.get('answered_within_limit')}/{rc.get('kernels')} within {rc.get('limit_s')} s "
+                         f"(slowest {rc.get('slowest_s')} s), RSS after delete {_fmt(rec.get('rss_after_delete_mb'))} MB, "
+                         f"/api/status p50/max {_fmt(_get(rec, 'status_probe_ms', 'p50'))}/{_fmt(_get(rec, 'status_probe_ms', 'max'))} ms "
+                         f"({_get(rec, 'status_probe_ms', 'failures')} probes timed out)")
+        if cells:
+            out += ["", f"Recovery {scen} {k}×{r} {wire}: " + "; ".join(cells)]
+    return out
+
+
 def markdown(run: dict[str, Any]) -> str:
     recs = run["records"]
     out = [f"Run {run['started']} ({run['duration_s']} s), command: `{run['command']}`", "",
@@ -185,6 +232,8 @@ def markdown(run: dict[str, Any]) -> str:
                 f"({prof['samples']} samples, {prof['file']}):", "", "| self % | function | | inclusive % | function |", "|---|---|---|---|---|"]
         for (fs, ps), (fi, pi) in zip(prof["self_pct"][:12], prof["inclusive_pct"][:12]):
             out.append(f"| {ps} | `{fs}` | | {pi} | `{fi}` |")
+    out += recovery_lines(recs)
+    out += soak_lines(recs)
     errors = [r for r in recs if "error" in r]
     if errors:
         out += ["", "Errors:"] + [f"- {r['server']} {r['scenario']} {r['kernels']}x{r['rate']} {r['wire']}: {r['error'][:300]}" for r in errors]

@@ -250,10 +250,16 @@ def main(argv: list[str] | None = None) -> None:
         pool_args = [f"--KernelRegistry.pool_size={args.pool_size}", "--log-level=INFO"]
         configs.append(("zasperhub (pool)", "zasperhub", pool_args, args.pool_size))
     results: dict[str, dict[str, Any]] = {}
-    for label, server, extra, pool in configs:
-        print(f"measuring {label} ...", flush=True)
-        kernels = min(args.kernels, pool) if pool else args.kernels
-        results[label] = run_config(server, extra, args.runs, kernels, args.idle_wait, pool)
+    # Rounds alternate the servers, so a change in the shared machine's load
+    # during the run affects every configuration alike.
+    for round_no in range(args.runs):
+        for label, server, extra, pool in configs:
+            print(f"round {round_no + 1}/{args.runs}: {label} ...", flush=True)
+            kernels = min(args.kernels, pool) if pool else args.kernels
+            one = run_config(server, extra, 1, kernels, args.idle_wait, pool)
+            merged = results.setdefault(label, {key: [] for key in one})
+            for key, values in one.items():
+                merged[key].extend(values)
     report = write_report(results, args, command_line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)

@@ -32,7 +32,7 @@ import zmq
 from zasperhub.platform.kernels.codec import FrameError
 from zasperhub.platform.kernels.replay import ReplayBuffer
 from zasperhub.platform.kernels.signing import Signer
-from zasperhub.platform.kernels.zmqio import KernelSockets
+from zasperhub.platform.kernels.zmqio import KernelSockets, open_kernel_sockets
 from zasperhub.platform.web.util import isoformat_z
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class ManagedKernel:
         self.manager = manager
         self.execution_state = "starting"
         self.last_activity = time.time()
-        self.replay = ReplayBuffer(registry.replay_buffer_bytes, registry.replay_buffer_messages)
+        self.replay = ReplayBuffer(registry.replay_buffer_bytes, registry.replay_buffer_messages, registry.replay_budget)
         # The server's own session: replies to it (the kernel_info nudge) are
         # consumed here and never reach clients.
         self.session = uuid.uuid4().hex
@@ -119,6 +119,12 @@ class ManagedKernel:
     def connection_count(self) -> int:
         return len(self._connections)
 
+    @property
+    def pid(self) -> int | None:
+        """The kernel process's local pid, if its provisioner has one."""
+        pid = getattr(self.manager.provisioner, "pid", None)
+        return pid if isinstance(pid, int) else None
+
     def last_activity_dt(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.last_activity, datetime.timezone.utc)
 
@@ -145,7 +151,9 @@ class ManagedKernel:
         if isinstance(key, str):
             key = key.encode("utf-8")
         self._signer = Signer(key, info.get("signature_scheme", "hmac-sha256"))
-        self._sockets = KernelSockets(info, self._identity, self._on_kernel_message, self._flush_clients)
+        self._sockets = open_kernel_sockets(
+            info, self._identity, self._on_kernel_message, self._flush_clients, getattr(self.registry, "kernel_transport", None)
+        )
         self._ready.clear()
         self._kernel_info_seen = self._iopub_seen = False
         self._nudge_task = asyncio.create_task(self._nudge(), name=f"kernel-nudge-{self.id}")
@@ -283,6 +291,7 @@ class ManagedKernel:
         # Wake anyone waiting for readiness; they check `shutting_down`.
         self._ready.set()
         self._held.clear()
+        self.replay.clear()
         try:
             await self.manager.shutdown_kernel(now=now)
         finally:
@@ -453,6 +462,9 @@ class ManagedKernel:
             self.replay.add(channel, parts)
 
     def _set_ready(self) -> None:
+        # Start-up runs at the server's priority (it is what the user waits
+        # for); from its first answer on, the kernel yields to the server.
+        self.registry.lower_priority(self)
         self._ready.set()
         if self._held:
             self._release_held()

@@ -18,6 +18,18 @@ is started the normal way.
 Filling never blocks start-up (it runs as a task after the server listens),
 failures back off and are bounded, and `close()` shuts down every pooled or
 starting kernel so none outlives the server.
+
+Warm kernels (`KernelRegistry.prewarm`): a pool of any size, even 0, can be
+asked for one kernel beyond its size (`warm`).  It is the first handed out;
+if nobody takes it within the timeout it is shut down and the pool shrinks
+back to its size.
+
+Handoff under load: the silent execute that moves a kernel to its directory
+waits for the kernel to answer, which on a saturated machine can take long;
+its timeout is generous (`HANDOFF_TIMEOUT`), and a pooled kernel counts as
+ready only after the kernel_info handshake *and* a first silent execute
+(`_prime`) went through — the kernel has then imported what executing code
+needs, so the handoff's execute is a short one.
 """
 
 from __future__ import annotations
@@ -39,7 +51,12 @@ MAX_FAILURES = 3
 #: Seconds between retries after a failed pool start.
 RETRY_DELAY = 2.0
 #: Seconds a handoff's silent execute may take before the kernel is discarded.
-HANDOFF_TIMEOUT = 10.0
+#: A ready kernel answers in milliseconds; only a machine whose CPUs are
+#: saturated (the kernel waits for a time slice) takes seconds, and falling
+#: back to a fresh kernel then costs far more than waiting.
+HANDOFF_TIMEOUT = 60.0
+#: Code run once in a new pooled kernel before it counts as ready.
+PRIME_CODE = "pass"
 
 
 def handoff_code(cwd: str, env: dict[str, str]) -> str:
@@ -66,6 +83,11 @@ class KernelPool:
         self._starting: set[ManagedKernel] = set()
         self._filler: asyncio.Task[None] | None = None
         self._closing = False
+        #: Kernels wanted beyond `size` (0 or 1: the prewarmed kernel).
+        self.extra = 0
+        self._expiry: asyncio.TimerHandle | None = None
+        # Shutdowns of expired warm kernels, awaited by close().
+        self._discards: set[asyncio.Task[None]] = set()
 
     @property
     def ready_count(self) -> int:
@@ -76,22 +98,63 @@ class KernelPool:
         """Every kernel the pool owns (ready or starting)."""
         return [*self._ready, *self._starting]
 
+    @property
+    def target(self) -> int:
+        """How many kernels the pool keeps ready or starting."""
+        return self.size + self.extra
+
     def fill(self) -> None:
         """Start topping the pool up in the background (no-op while a fill runs)."""
-        if self._closing or self.size <= 0:
+        if self._closing or self.target <= 0:
             return
         if self._filler is None or self._filler.done():
             self._filler = asyncio.create_task(self._fill_loop(), name="kernel-pool-fill")
 
+    def warm(self, timeout: float) -> None:
+        """Keep one kernel beyond `size` until it is taken or `timeout` seconds pass.
+
+        Idempotent: while a warm kernel is wanted, a call only restarts the
+        clock.  With `size` > 0 the pool already holds a kernel, so only
+        filling is resumed (it may have stopped after failures).
+        """
+        if self._closing:
+            return
+        if self.size > 0:
+            self.fill()
+            return
+        self.extra = 1
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = asyncio.get_running_loop().call_later(timeout, self._expire)
+        self.fill()
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if self.extra == 0 or self._closing:
+            return
+        self.extra = 0
+        surplus = self._ready[self.size :]
+        del self._ready[self.size :]
+        for kernel in surplus:
+            log.info("Warm kernel %s (%s) was not used; shutting it down", kernel.id, self.kernel_name)
+            # Tracked, so close() can wait for it and nothing outlives the server.
+            task = asyncio.create_task(self._discard(kernel, "warm kernel unused"))
+            self._discards.add(task)
+            task.add_done_callback(self._discards.discard)
+        # A warm kernel still starting is discarded when its start finishes (`_fill_loop`).
+
     async def _fill_loop(self) -> None:
         failures = 0
-        while not self._closing and len(self._ready) + len(self._starting) < self.size:
+        while not self._closing and len(self._ready) + len(self._starting) < self.target:
             kernel = self.registry.new_kernel(self.kernel_name)
             self._starting.add(kernel)
             try:
                 await self.registry.launch(kernel, self.cwd, None)
                 if not await kernel.wait_ready(self.registry.kernel_info_timeout):
                     raise TimeoutError("no kernel_info reply")
+                reply = await kernel.run_silent(PRIME_CODE, self.registry.kernel_info_timeout)
+                if reply.get("status") != "ok":
+                    raise RuntimeError(f"first execute failed: {reply.get('ename')}: {reply.get('evalue')}")
             except Exception as e:  # noqa: BLE001 - a failed pool start must not end the server
                 self._starting.discard(kernel)
                 await self._discard(kernel, "pool start failed")
@@ -112,6 +175,10 @@ class KernelPool:
             if self._closing:
                 await self._discard(kernel, "pool closing")
                 return
+            if len(self._ready) >= self.target:
+                # The warm kernel expired while it started.
+                await self._discard(kernel, "warm kernel unused")
+                continue
             self._ready.append(kernel)
             log.info("Pooled kernel %s ready (%d of %d)", kernel.id, len(self._ready), self.size)
 
@@ -119,6 +186,12 @@ class KernelPool:
         """A ready kernel moved to `cwd` with `env` applied, or None (caller starts one)."""
         while self._ready and not self._closing:
             kernel = self._ready.pop(0)
+            if self.extra:
+                # The warm kernel is the one handed out: it is not replaced.
+                self.extra = 0
+                if self._expiry is not None:
+                    self._expiry.cancel()
+                    self._expiry = None
             self.fill()
             if kernel.shutting_down or kernel.execution_state in ("dead", "restarting", "starting"):
                 await self._discard(kernel, "pooled kernel not usable")
@@ -145,6 +218,10 @@ class KernelPool:
     async def close(self) -> None:
         """Stop filling and shut every pooled kernel down (server exit)."""
         self._closing = True
+        self.extra = 0
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         if self._filler is not None and not self._filler.done():
             # A start in progress finishes (bounded by kernel_info_timeout)
             # so its process is known and can be stopped; then it is cancelled.
@@ -155,4 +232,4 @@ class KernelPool:
         kernels = self.kernels()
         self._ready.clear()
         self._starting.clear()
-        await asyncio.gather(*(self._discard(k, "server shutting down") for k in kernels))
+        await asyncio.gather(*(self._discard(k, "server shutting down") for k in kernels), *self._discards)

@@ -1,5 +1,10 @@
 """One kernel's ZMQ sockets, read straight from the event loop without per-message futures.
 
+Which implementation a kernel gets is chosen by `open_kernel_sockets`: for
+tcp kernels the asyncio ZMTP transport (zmtp.py) by default, these pyzmq
+sockets for ipc kernels or when asked for (`ZASPERHUB_KERNEL_TRANSPORT=pyzmq`,
+or a registry `kernel_transport` setting).
+
 The sockets are plain (non-asyncio) pyzmq sockets used with NOBLOCK; the
 loop watches each socket's notification fd and, when it fires, drains
 messages in batches.  That avoids allocating a future and a poller wake-up
@@ -10,16 +15,25 @@ while messages wait.  So a drain always continues until `zmq.Again`
 (re-scheduling itself after a batch to stay fair to other kernels), and after
 every send the socket's `EVENTS` is checked, because a send can consume the
 edge that announced pending input.
+
+Cost notes (see benchmarks/results/cpu.md): every `getsockopt(EVENTS)` makes
+libzmq process its command mailbox (a `poll` and a `getpid` syscall), so the
+drain does not ask it per message — a failed non-blocking `recv` processes
+the mailbox the same way before reporting `Again`, once per drain.  Sends and
+receives call pyzmq's compiled socket methods directly: the Python-level
+wrapper only adds argument checks for features not used here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
+from zmq.backend import Socket as _BackendSocket
 
 log = logging.getLogger("zasperhub.kernels")
 
@@ -35,6 +49,10 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
+
+# The compiled methods under pyzmq's Python `Socket` wrapper (see module notes).
+_send = _BackendSocket.send
+_recv = _BackendSocket.recv
 
 #: (channel, [signature, header, parent, metadata, content, *buffers])
 MessageCallback = Callable[[str, list[bytes]], None]
@@ -103,16 +121,14 @@ class KernelSockets:
         sock = self.sockets[channel]
         for _ in range(_BATCH):
             try:
-                # Asking EVENTS first avoids raising zmq.Again (an exception
-                # object per wake-up) once the queue is empty.
-                if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
-                    return
+                # Receive until zmq.Again: one exception per wake-up is
+                # cheaper than an EVENTS query (two syscalls) per message.
                 # Frames report `more` themselves; getsockopt(RCVMORE) per
                 # part costs an enum lookup each in pyzmq.
-                frame = sock.recv(_NOBLOCK, copy=False)
+                frame = _recv(sock, _NOBLOCK, False)
                 parts = [frame.bytes]
                 while frame.more:
-                    frame = sock.recv(_NOBLOCK, copy=False)
+                    frame = _recv(sock, _NOBLOCK, False)
                     parts.append(frame.bytes)
             except zmq.Again:
                 return
@@ -152,15 +168,12 @@ class KernelSockets:
         # The first part is queued only if the whole message can be (ZMQ
         # sends multipart messages atomically), so a full queue raises
         # zmq.Again here and nothing partial is left behind.
-        sock.send(DELIMITER, _NOBLOCK | _SNDMORE)
-        sock.send(signature, _NOBLOCK | _SNDMORE)
+        more = _NOBLOCK | _SNDMORE
+        _send(sock, DELIMITER, more)
+        _send(sock, signature, more)
         last = len(parts) - 1
         for i, part in enumerate(parts):
-            flags = _NOBLOCK if i == last else _NOBLOCK | _SNDMORE
-            if len(part) < _ZERO_COPY_THRESHOLD:
-                sock.send(part, flags)
-            else:
-                sock.send(part, flags, copy=False)
+            _send(sock, part, _NOBLOCK if i == last else more, len(part) < _ZERO_COPY_THRESHOLD)
         if int(sock.getsockopt(_EVENTS)) & _POLLIN:
             self._loop.call_soon(self._drain, channel)
 
@@ -176,3 +189,32 @@ class KernelSockets:
                 pass
             sock.close(linger=0)
         self.sockets.clear()
+
+
+#: Kernel transports `open_kernel_sockets` knows.
+TRANSPORTS = ("pyzmq", "zmtp")
+#: ZMTP over asyncio halves the server's CPU per round trip (benchmarks/results/cpu.md).
+DEFAULT_TRANSPORT = "zmtp"
+
+
+def open_kernel_sockets(
+    info: dict[str, Any],
+    identity: bytes,
+    on_message: MessageCallback,
+    on_batch_end: Callable[[], None],
+    transport: str | None = None,
+) -> Any:
+    """A kernel's channel sockets over the chosen transport (`KernelSockets` or `ZMTPKernelSockets`).
+
+    `transport` None means the `ZASPERHUB_KERNEL_TRANSPORT` environment
+    variable, else `DEFAULT_TRANSPORT`.  "zmtp" (asyncio TCP, see zmtp.py)
+    applies to tcp kernels only; ipc kernels always use pyzmq.
+    """
+    choice = transport or os.environ.get("ZASPERHUB_KERNEL_TRANSPORT", "") or DEFAULT_TRANSPORT
+    if choice not in TRANSPORTS:
+        raise ValueError(f"unknown kernel transport {choice!r}; choose one of {', '.join(TRANSPORTS)}")
+    if choice == "zmtp" and info.get("transport", "tcp") == "tcp":
+        from zasperhub.platform.kernels.zmtp import ZMTPKernelSockets
+
+        return ZMTPKernelSockets(info, identity, on_message, on_batch_end)
+    return KernelSockets(info, identity, on_message, on_batch_end)

@@ -70,6 +70,15 @@ async function build() {
     loader: { '.woff2': 'file' },
   });
   const katexCss = outputsOf(katex.metafile, '.css')[0];
+  // ipywidgets' stylesheet, linked by the widget chunk when it loads.
+  const widgetCssBuild = await esbuild.build({
+    ...common,
+    entryPoints: { widgets: path.join(root, 'node_modules/@jupyter-widgets/controls/css/widgets.css') },
+    entryNames: '[name]-[hash]',
+    assetNames: 'assets/[name]-[hash]',
+    loader: { '.svg': 'dataurl', '.png': 'dataurl' },
+  });
+  const widgetsCss = outputsOf(widgetCssBuild.metafile, '.css')[0];
   const app = await esbuild.build({
     ...common,
     entryPoints: { main: path.join(root, 'src/main.ts') },
@@ -78,7 +87,7 @@ async function build() {
     format: 'esm',
     splitting: true,
     target: ['es2022', 'chrome100', 'firefox100', 'safari15'],
-    define: { KATEX_CSS: JSON.stringify(`./${katexCss}`) },
+    define: { KATEX_CSS: JSON.stringify(`./${katexCss}`), WIDGETS_CSS: JSON.stringify(`./${widgetsCss}`) },
   });
   const entry = Object.entries(app.metafile.outputs).find(([, o]) => o.entryPoint && o.entryPoint.endsWith('src/main.ts'));
   const js = path.basename(entry[0]);
@@ -95,12 +104,23 @@ async function build() {
     sizes[f] = { bytes: raw.length, gzip: gz.length };
   }
   const initial = [js, css, ...app.metafile.outputs[entry[0]].imports.filter((i) => i.kind === 'import-statement').map((i) => path.basename(i.path))];
+  // Lazily imported modules (KaTeX, widgets): their chunk plus chunks only they load.
+  const initialSet = new Set(initial);
+  const lazy = {};
+  for (const [file, o] of Object.entries(app.metafile.outputs)) {
+    if (!file.endsWith('.js') || !o.entryPoint || o.entryPoint.endsWith('src/main.ts')) continue;
+    const name = o.entryPoint.includes('katex') ? 'katex' : path.basename(o.entryPoint).replace(/\.[^.]+$/, '');
+    const own = [path.basename(file), ...o.imports.filter((i) => i.kind === 'import-statement').map((i) => path.basename(i.path))].filter((f) => !initialSet.has(f));
+    lazy[name] = { files: own, gzipBytes: own.reduce((n, f) => n + (sizes[f]?.gzip ?? 0), 0) };
+  }
   const info = {
     sourceHash: sourceHash(),
     entry: { js, css },
     katexCss,
+    widgetsCss,
     initialFiles: initial,
     initialGzipBytes: initial.reduce((n, f) => n + (sizes[f]?.gzip ?? 0), 0),
+    lazy,
     files: sizes,
   };
   fs.writeFileSync(path.join(dist, 'build-info.json'), JSON.stringify(info, null, 2) + '\n');
@@ -120,7 +140,7 @@ async function runTests() {
       outdir: out,
       outExtension: { '.js': '.mjs' },
       nodePaths: [path.join(root, 'node_modules')],
-      define: { KATEX_CSS: '""' },
+      define: { KATEX_CSS: '""', WIDGETS_CSS: '""' },
       // jsdom is loaded at run time from node_modules, not bundled.
       external: ['jsdom'],
       banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },

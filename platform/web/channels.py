@@ -29,13 +29,14 @@ from typing import Any
 
 from tornado import web
 from tornado.iostream import IOStream, StreamClosedError
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 from zasperhub.platform.kernels.codec import (
     Codec,
     FrameError,
     choose_subprotocol,
     codec_for,
 )
+from zasperhub.platform.kernels.ws_reader import BurstReadingProtocol
 from zasperhub.platform.web.base import BaseHandler
 
 log = logging.getLogger("zasperhub.kernels")
@@ -80,6 +81,13 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
 
     def get_compression_options(self) -> dict[str, Any] | None:
         return None  # compressing every small message costs more CPU than it saves
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        # Same protocol and parameters as tornado's, with the batched frame reader.
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is WebSocketProtocol13:
+            return BurstReadingProtocol(self, False, protocol.params)
+        return protocol
 
     @property
     def max_message_size(self) -> int:  # type: ignore[override]

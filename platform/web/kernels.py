@@ -2,7 +2,9 @@
 
 Status codes follow Jupyter Server 2.x: 201 + Location for a new kernel, 204
 for delete and interrupt, 200 with the model for restart, 404 for an unknown
-kernel id or kernelspec.
+kernel id or kernelspec.  While the server shuts down (its kernels are being
+removed) kernel requests get 503 instead: the kernel is not unknown, the
+server is stopping.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tornado import web
-from zasperhub.platform.kernels.registry import KernelStartError
+from zasperhub.platform.kernels.registry import KernelStartError, ServerClosingError
 from zasperhub.platform.web.base import APIHandler
 from zasperhub.platform.web.util import url_path_join
 
@@ -26,7 +28,13 @@ class KernelAPIHandler(APIHandler):
     def registry(self) -> Any:
         return self.zasper.kernel_registry
 
+    def check_not_closing(self) -> None:
+        """503 while the server shuts down."""
+        if self.registry.closing:
+            raise web.HTTPError(503, "The server is shutting down")
+
     def kernel_or_404(self, kernel_id: str) -> Any:
+        self.check_not_closing()
         try:
             return self.registry.get(kernel_id)
         except KeyError:
@@ -56,8 +64,11 @@ class MainKernelHandler(KernelAPIHandler):
         if isinstance(raw_env, dict):
             env = {str(k): str(v) for k, v in raw_env.items() if str(k).startswith(("KERNEL_", "JPY_"))}
         cwd = self.zasper.session_manager.kernel_cwd(path or "") if path is not None else None
+        self.check_not_closing()
         try:
             kernel_id = await self.registry.start_kernel(name, cwd=cwd, env=env)
+        except ServerClosingError as e:
+            raise web.HTTPError(503, str(e)) from None
         except KeyError as e:
             raise web.HTTPError(404, str(e.args[0]) if e.args else "No such kernel spec") from None
         except KernelStartError as e:
@@ -78,7 +89,8 @@ class KernelHandler(KernelAPIHandler):
         try:
             await self.registry.shutdown_kernel(kernel_id)
         except KeyError:
-            pass  # shut down concurrently: the outcome the client asked for
+            self.check_not_closing()  # removed by the server's shutdown meanwhile
+            # else shut down concurrently: the outcome the client asked for
         self.set_status(204)
         self.finish()
 

@@ -3,20 +3,17 @@
 `/login` shows a small form (plain HTML + CSS, no scripts) for the password
 or the token, checks the form's XSRF token, applies the provider's
 per-client back-off, and starts a signed session cookie.  In hub mode it
-instead starts JupyterHub's OAuth flow (state cookie + PKCE, all through
-`HubOAuth`), and `/oauth_callback` finishes it with HubOAuth's own callback
-handler.  `next` is only ever a local path under the base URL.
+instead starts JupyterHub's OAuth flow (state cookie + PKCE), and
+`/oauth_callback` finishes it, both through `zasperhub.auth.hub_web`.
+`next` is only ever a local path under the base URL.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from typing import Any
 
 from tornado import web
-from tornado.httputil import url_concat
-
 from zasperhub.auth import web as auth_web
 from zasperhub.auth.redirects import safe_next_url
 from zasperhub.platform.web.base import BaseHandler
@@ -120,15 +117,9 @@ class LoginHandler(BaseHandler):
 
     def _start_hub_oauth(self, next_url: str) -> None:
         """Redirect to the hub's authorize URL with a fresh state and PKCE challenge."""
-        hub_auth = self.zasper.identity_provider.hub_auth  # type: ignore[attr-defined]
-        params: dict[str, str] = {}
-        verifier = None
-        if hub_auth.pkce_enabled:
-            verifier, challenge, method = hub_auth.generate_pkce_code_challenge()
-            params["code_challenge"] = challenge
-            params["code_challenge_method"] = method
-        params["state"] = hub_auth.set_state_cookie(self, next_url=next_url, code_verifier=verifier)
-        self.redirect(url_concat(hub_auth.login_url, params))
+        from zasperhub.auth.hub_web import begin_login
+
+        begin_login(self, self.zasper.identity_provider.hub_auth, next_url)  # type: ignore[attr-defined]
 
     async def post(self) -> None:
         provider = self.zasper.identity_provider
@@ -189,48 +180,23 @@ class LogoutHandler(BaseHandler):
         self._logout()
 
 
-def _callback_handler_class() -> type[BaseHandler]:
-    """HubOAuth's callback handler on top of our BaseHandler (host checks, headers).
-
-    Built lazily so servers not in hub mode never import jupyterhub.
-    """
-    from jupyterhub.services.auth import HubOAuthCallbackHandler
-
-    class HubCallback(HubOAuthCallbackHandler, BaseHandler):  # type: ignore[misc]
-        auth_required = False
-
-        @property
-        def hub_auth(self) -> Any:
-            return self.zasper.identity_provider.hub_auth  # type: ignore[attr-defined]
-
-        @hub_auth.setter
-        def hub_auth(self, value: Any) -> None:  # HubAuthenticated declares a setter
-            raise AttributeError("hub_auth comes from the identity provider")
-
-    return HubCallback
-
-
 class OAuthCallbackHandler(BaseHandler):
     """`/oauth_callback`: finish hub OAuth (404 when not in hub mode).
 
-    Delegates to HubOAuth's callback handler, which checks the state against
-    its cookie (so a replayed or forged state gets 403), exchanges the code
-    with the PKCE verifier, and stores the token in a signed cookie.
+    `hub_web.finish_login` checks the state against its cookie (so a
+    replayed or forged state gets 403), exchanges the code with the PKCE
+    verifier, and stores the token in a signed cookie.
     """
 
     auth_required = False
-    _impl: type[BaseHandler] | None = None
 
-    def __new__(cls, application: web.Application, request: Any, **kwargs: Any) -> Any:
-        zasper = application.settings["zasper"]
-        if cls is OAuthCallbackHandler and getattr(zasper.identity_provider, "hub_auth", None) is not None:
-            if OAuthCallbackHandler._impl is None:
-                OAuthCallbackHandler._impl = _callback_handler_class()
-            return OAuthCallbackHandler._impl(application, request, **kwargs)
-        return super().__new__(cls)
+    async def get(self) -> None:
+        hub_auth = getattr(self.zasper.identity_provider, "hub_auth", None)
+        if hub_auth is None:
+            raise web.HTTPError(404, "Not in JupyterHub mode")
+        from zasperhub.auth.hub_web import finish_login
 
-    def get(self) -> None:
-        raise web.HTTPError(404, "Not in JupyterHub mode")
+        await finish_login(self, hub_auth)
 
 
 handlers = [

@@ -3,7 +3,9 @@
 POST answers 201 with a Location header, returning the existing session for
 a path that already has one; PATCH renames the path or switches the kernel
 (a kernel `id` attaches that kernel, a `name` starts a new one) and answers
-200; DELETE shuts the session's kernel down and answers 204.
+200; DELETE shuts the session's kernel down and answers 204.  While the
+server shuts down, requests that would find a session or kernel gone (or
+start a kernel) get 503, not 404.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from tornado import web
-from zasperhub.platform.kernels.registry import KernelStartError
+from zasperhub.platform.kernels.registry import KernelStartError, ServerClosingError
 from zasperhub.platform.web.base import APIHandler
 from zasperhub.platform.web.util import url_path_join
 
@@ -22,6 +24,12 @@ class SessionAPIHandler(APIHandler):
     @property
     def sessions(self) -> Any:
         return self.zasper.session_manager
+
+    def not_found(self, message: str) -> web.HTTPError:
+        """404, or 503 while the server shuts down (its kernels, and so sessions, are going away)."""
+        if self.zasper.kernel_registry.closing:
+            return web.HTTPError(503, "The server is shutting down")
+        return web.HTTPError(404, message)
 
     def json_object(self) -> dict[str, Any]:
         body = self.get_json_body()
@@ -58,11 +66,13 @@ class SessionRootHandler(SessionAPIHandler):
             model, _ = await self.sessions.create_session(
                 path=path, type=mtype, name=name, kernel_name=kernel_name, kernel_id=kernel_id
             )
+        except ServerClosingError as e:
+            raise web.HTTPError(503, str(e)) from None
         except KernelStartError as e:
             raise web.HTTPError(500, str(e)) from None
         except KeyError as e:
             if kernel_id:
-                raise web.HTTPError(404, f"Kernel does not exist: {kernel_id}") from None
+                raise self.not_found(f"Kernel does not exist: {kernel_id}") from None
             # Jupyter Server answers 501 for an unavailable kernelspec.
             message = (
                 f"The '{kernel_name}' kernel is not available. Please pick another suitable kernel instead, "
@@ -82,23 +92,25 @@ class SessionHandler(SessionAPIHandler):
         try:
             self.finish_json(self.sessions.get_session(session_id))
         except KeyError:
-            raise web.HTTPError(404, f"Session not found: {session_id}") from None
+            raise self.not_found(f"Session not found: {session_id}") from None
 
     async def patch(self, session_id: str) -> None:
         body = self.json_object()
         try:
             model = await self.sessions.update_session(session_id, body)
+        except ServerClosingError as e:
+            raise web.HTTPError(503, str(e)) from None
         except KernelStartError as e:
             raise web.HTTPError(500, str(e)) from None
         except KeyError:
-            raise web.HTTPError(404, f"Session not found: {session_id}") from None
+            raise self.not_found(f"Session not found: {session_id}") from None
         self.finish_json(model)
 
     async def delete(self, session_id: str) -> None:
         try:
             await self.sessions.delete_session(session_id)
         except KeyError:
-            raise web.HTTPError(404, f"Session not found: {session_id}") from None
+            raise self.not_found(f"Session not found: {session_id}") from None
         self.set_status(204)
         self.finish()
 

@@ -10,6 +10,7 @@ Pre-compressed `.gz` copies are sent as-is to clients that accept gzip.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import re
 from pathlib import Path
@@ -44,6 +45,8 @@ SHELL_CSP = "; ".join(
         "frame-ancestors 'self'",
     ]
 )
+
+log = logging.getLogger(__name__)
 
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("font/woff2", ".woff2")
@@ -136,10 +139,30 @@ class AppShellHandler(BaseHandler):
         if not index.is_file():
             raise web.HTTPError(500, "The web UI is not built: run `npm ci && npm run build` in platform/ui")
         template = ASSETS.read(index).decode("utf-8")
+        self._prewarm_kernel()
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         # The shell names the current asset hashes: always revalidate it.
         self.set_header("Cache-Control", "no-cache")
         self.finish(render_shell(template, page_config(self), self.base_url))
+
+
+    def _prewarm_kernel(self) -> None:
+        """Ask the kernel registry to have a kernel of the default kernelspec warm.
+
+        A user who loads the app is about to open a notebook; starting the
+        kernel now overlaps ipykernel's start-up (the bulk of "open to
+        interactive") with loading the page.  `prewarm` is idempotent and
+        returns at once; registries without it are simply not asked.
+        """
+        registry = getattr(self.zasper, "kernel_registry", None)
+        prewarm = getattr(registry, "prewarm", None)
+        if prewarm is None:
+            return
+        try:
+            prewarm()
+        except Exception:
+            # A failed warm-up only costs the speed-up; the page must still load.
+            log.warning("Kernel prewarm failed", exc_info=True)
 
 
 class LabRedirectHandler(BaseHandler):

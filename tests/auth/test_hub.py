@@ -1,9 +1,14 @@
-"""Hub mode end to end: real JupyterHub + configurable-http-proxy spawning `zasperhub-singleuser`."""
+"""Hub mode end to end: real JupyterHub + configurable-http-proxy spawning `zasperhub-singleuser`.
+
+The servers run under a probe that records, on exit, whether jupyterhub or
+SQLAlchemy were ever imported (the single-user server must not import them).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +20,7 @@ import orjson
 import pytest
 import websockets
 
-from tests.support.hub import HubProcess
+from tests.support.hub import MODULES_REPORT, HubProcess, probe_singleuser_command
 
 pytestmark = pytest.mark.hub
 
@@ -27,6 +32,7 @@ PREFIX = f"/user/{ALICE}"
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     hub = HubProcess(
         tmp_path_factory.mktemp("hub"),
+        spawner_cmd=probe_singleuser_command(),
         spawner_env={"JUPYTERHUB_ACTIVITY_INTERVAL": "1"},
         spawner_args=["--log-level=INFO"],
         admin_users=("admin",),
@@ -34,7 +40,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         extra_config="c.JupyterHub.activity_resolution = 0",
     ).start()
     try:
-        for name in (ALICE, "bob", "admin"):
+        for name in (ALICE, "bob", "admin", "carol"):
             hub.create_user(name, admin=name == "admin")
         hub.start_server(ALICE)
         yield hub
@@ -47,10 +53,10 @@ def alice_token(hub: HubProcess) -> str:
     return hub.new_token(ALICE)
 
 
-def oauth_login(hub: HubProcess, client: httpx.Client, user: str, next_path: str = f"{PREFIX}/api/me") -> httpx.Response:
-    """Hub form login, then the single-user server's OAuth redirects."""
+def oauth_login(hub: HubProcess, client: httpx.Client, user: str, next_path: str = f"{PREFIX}/api/me", prefix: str = PREFIX) -> httpx.Response:
+    """Hub form login, then the OAuth redirects of the server at `prefix`."""
     hub.browser_login(client, user)
-    return client.get(f"{PREFIX}/login", params={"next": next_path}, follow_redirects=True)
+    return client.get(f"{prefix}/login", params={"next": next_path}, follow_redirects=True)
 
 
 def test_readiness_probe_and_version_header(hub: HubProcess) -> None:
@@ -221,3 +227,39 @@ def test_hub_check_and_no_tokens_in_server_log(hub: HubProcess, alice_token: str
     server_lines = [line for line in log.splitlines() if "zasperhub" in line]
     assert server_lines
     assert not [line for line in server_lines if alice_token in line]
+
+
+def test_forged_state_with_a_state_cookie_of_its_own_is_refused(hub: HubProcess) -> None:
+    with hub.browser() as c:
+        hub.browser_login(c, ALICE)
+        start = c.get(f"{PREFIX}/login", follow_redirects=False)
+        assert start.status_code == 302 and "/hub/api/oauth2/authorize" in start.headers["location"]
+        # The browser holds a genuine state cookie, but the callback carries another state.
+        r = c.get(f"{PREFIX}/oauth_callback", params={"code": "x", "state": "forged-state"}, follow_redirects=False)
+        assert r.status_code == 403 and "oauth state does not match" in r.text
+        assert not [h for h in r.headers.get_list("set-cookie") if h.startswith(f"jupyterhub-user-{ALICE}=")]
+        assert c.get(f"{PREFIX}/api/me").status_code == 401
+        err = c.get(f"{PREFIX}/oauth_callback", params={"error": "access_denied"}, follow_redirects=False)
+        assert err.status_code == 400 and "access_denied" in err.text
+
+
+def test_single_user_server_never_imports_jupyterhub_or_sqlalchemy(hub: HubProcess) -> None:
+    carol = "carol"
+    hub.start_server(carol)
+    report = hub.workdir / "home" / carol / MODULES_REPORT
+    report.unlink(missing_ok=True)
+    prefix = f"/user/{carol}"
+    token = hub.new_token(carol)
+    r = httpx.get(f"{hub.url}{prefix}/api/contents", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    with hub.browser() as c:  # the OAuth flow and a cookie-authenticated request
+        r = oauth_login(hub, c, carol, next_path=f"{prefix}/api/me", prefix=prefix)
+        assert r.status_code == 200 and r.json()["identity"]["username"] == carol
+    hub.stop_server(carol)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not report.exists():
+        time.sleep(0.2)
+    assert report.exists(), hub.log()[-3000:]
+    found = json.loads(report.read_text())
+    assert found["modules"] > 100  # the probe saw a running server
+    assert found["heavy"] == []

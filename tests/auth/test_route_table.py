@@ -14,10 +14,6 @@ def _handler_classes() -> list[type]:
     for entry in routes.collect_handlers("/base/"):
         handler = entry[1]
         classes.append(handler)
-    # The hub OAuth callback is built lazily (jupyterhub is heavy to import).
-    from zasperhub.platform.web.login import _callback_handler_class
-
-    classes.append(_callback_handler_class())
     return classes
 
 

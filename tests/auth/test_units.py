@@ -245,7 +245,7 @@ def test_hub_environment_never_overrides_explicit_settings() -> None:
 
 
 def test_default_access_scopes_fail_closed() -> None:
-    from zasperhub.auth.hub import _default_access_scopes
+    from zasperhub.auth.hub_client import parse_scopes as _default_access_scopes
 
     assert _default_access_scopes({}) == set()
     assert "access:servers!server=alice/" in _default_access_scopes({"JUPYTERHUB_USER": "alice"})

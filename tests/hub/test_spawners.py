@@ -260,3 +260,44 @@ async def test_kube_per_user_keys_go_into_a_per_user_secret(kubeconfig: Path) ->
     manifest = spawner.user_secret_manifest()
     assert manifest["metadata"]["name"] == "jupyter-bob-storage" and manifest["kind"] == "Secret"
     assert "ya29.z" not in json.dumps(refs) and "ya29.z" not in json.dumps(manifest)  # base64 in data
+
+
+# -- start returns once the server listens ------------------------------------------
+def test_wait_listening_sees_a_late_listener_a_dead_process_and_a_timeout() -> None:
+    import asyncio
+    import socket
+    import time
+
+    from zasperhub.spawners.local import wait_listening
+
+    async def main() -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        listener = socket.socket()
+
+        def listen_later() -> None:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen()
+
+        asyncio.get_running_loop().call_later(0.3, listen_later)
+        try:
+            assert await wait_listening("", port, 10, lambda: False)  # "" means loopback
+        finally:
+            listener.close()
+        start = time.monotonic()
+        assert not await wait_listening("127.0.0.1", port, 10, lambda: True)  # process gone: stop at once
+        assert time.monotonic() - start < 1
+        assert not await wait_listening("127.0.0.1", port, 0.3, lambda: False)  # nobody listens: bounded
+
+    asyncio.run(main())
+
+
+def test_ready_wait_is_configurable() -> None:
+    from traitlets.config import Config
+
+    config = Config()
+    config.SimpleLocalZasperSpawner.ready_wait = 2.5
+    assert local_spawner(config=config).ready_wait == 2.5
+    assert local_spawner().ready_wait == 30.0

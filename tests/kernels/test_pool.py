@@ -10,6 +10,7 @@ pooled kernel outlives the server, even one still starting at SIGTERM.
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
 import signal
 import time
@@ -154,3 +155,97 @@ def test_sigterm_leaves_no_pooled_kernels(tmp_path, wait_for_pool):
         assert "[E " not in srv.log(), srv.log()
     finally:
         srv.stop()
+
+
+# -- prewarm (KernelRegistry.prewarm, called by the UI when the app opens) ----------
+
+def _kernel_children() -> set[int]:
+    """ipykernel processes started by this test process itself (in-process registries)."""
+    return {p.pid for p in psutil.Process().children() if "ipykernel" in " ".join(p.cmdline())}
+
+
+async def _wait_warm(registry, ready: int, timeout: float = 120):
+    """The registry's pooled kernels once `ready` of them answered (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pooled = registry.warm_kernels()
+        if sum(1 for pool in registry._pools.values() for _ in range(pool.ready_count)) >= ready:
+            return pooled
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no warm kernel within {timeout}s")
+
+
+async def test_prewarm_starts_one_kernel_that_the_next_session_takes(tmp_path):
+    from zasperhub.platform.kernels.registry import KernelRegistry
+
+    before = _kernel_children()
+    registry = KernelRegistry(root_dir=str(tmp_path))
+    try:
+        registry.prewarm()
+        registry.prewarm()  # idempotent: still one
+        warm = await _wait_warm(registry, 1)
+        registry.prewarm()
+        registry.prewarm("python3")
+        await asyncio.sleep(0.5)
+        assert [k.id for k in registry.warm_kernels()] == [warm[0].id]
+        assert len(_kernel_children() - before) == 1
+        (tmp_path / "work").mkdir()
+        kid = await registry.start_kernel(cwd=str(tmp_path / "work"), env={"JPY_SESSION_NAME": "work/nb.ipynb"})
+        assert kid == warm[0].id
+        reply = await registry.get(kid).run_silent("assert __import__('os').getcwd() == %r" % str(tmp_path / "work"), 60)
+        assert reply["status"] == "ok"
+        # Taken, not replaced: pool_size is 0.
+        await asyncio.sleep(0.5)
+        assert registry.warm_kernels() == []
+    finally:
+        await registry.shutdown_all()
+    assert _kernel_children() - before == set()
+
+
+async def test_unused_warm_kernel_is_shut_down_after_the_timeout(tmp_path):
+    from zasperhub.platform.kernels.registry import KernelRegistry
+
+    before = _kernel_children()
+    registry = KernelRegistry(root_dir=str(tmp_path))
+    try:
+        registry.prewarm()
+        warm = await _wait_warm(registry, 1)
+        # A call while the warm kernel waits restarts its clock, now a short one.
+        registry.prewarm_timeout = 0.5
+        registry.prewarm()
+        pid = warm[0].pid
+        assert pid in _kernel_children()
+        for _ in range(300):
+            if not registry.warm_kernels() and not psutil.pid_exists(pid):
+                break
+            await asyncio.sleep(0.1)
+        assert registry.warm_kernels() == []
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        # Expired warm kernels are never handed out; a later session starts normally.
+        kid = await registry.start_kernel()
+        assert kid != warm[0].id
+    finally:
+        await registry.shutdown_all()
+    assert _kernel_children() - before == set()
+
+
+async def test_prewarm_unknown_kernelspec_or_exit_while_starting_leaks_nothing(tmp_path):
+    from zasperhub.platform.kernels.registry import KernelRegistry
+
+    before = _kernel_children()
+    registry = KernelRegistry(root_dir=str(tmp_path))
+    registry.prewarm("no-such-kernelspec")
+    await asyncio.sleep(1)
+    assert registry.warm_kernels() == []
+    registry.prewarm()
+    # Exit while the warm kernel is still starting.
+    for _ in range(200):
+        if registry.warm_kernels():
+            break
+        await asyncio.sleep(0.05)
+    await registry.shutdown_all()
+    assert registry.warm_kernels() == []
+    assert _kernel_children() - before == set()
+    registry.prewarm()  # after exit: nothing starts
+    await asyncio.sleep(0.5)
+    assert registry.warm_kernels() == []

@@ -21,7 +21,7 @@ from zasperhub.platform.kernels.codec import (
 )
 from zasperhub.platform.kernels.codec_json import JSONCodec
 from zasperhub.platform.kernels.codec_v1 import V1Codec
-from zasperhub.platform.kernels.replay import ReplayBuffer
+from zasperhub.platform.kernels.replay import MESSAGE_OVERHEAD, PART_OVERHEAD, ReplayBudget, ReplayBuffer
 from zasperhub.platform.kernels.signing import Signer
 
 HEADER = {"msg_id": "m1", "msg_type": "execute_result", "session": "s", "username": "u", "version": "5.3", "date": "2026-01-01T00:00:00Z"}
@@ -120,7 +120,7 @@ def test_signer_matches_hmac_and_rejects_tampering():
 
 
 def test_replay_buffer_bounds_drop_oldest():
-    buf = ReplayBuffer(max_bytes=100, max_messages=3)
+    buf = ReplayBuffer(max_bytes=100_000, max_messages=3)
     for i in range(5):
         buf.add("iopub", [bytes([i]) * 10])
     assert len(buf) == 3
@@ -128,9 +128,30 @@ def test_replay_buffer_bounds_drop_oldest():
     assert dropped == 2
     assert [parts[0][0] for _, parts in entries] == [2, 3, 4]
     assert len(buf) == 0 and buf.nbytes == 0
+    # Sizes count a fixed overhead per message and part.
+    one = MESSAGE_OVERHEAD + PART_OVERHEAD + 60
+    buf = ReplayBuffer(max_bytes=one + 30, max_messages=100)
     buf.add("iopub", [b"x" * 60])
     buf.add("iopub", [b"y" * 60])  # over the byte cap: the older one goes
     buf.add("iopub", [b"z" * 200])  # alone bigger than the cap: not kept
     entries, dropped = buf.drain()
     assert [parts[0][:1] for _, parts in entries] == [b"y"]
     assert dropped == 2
+
+
+def test_replay_budget_bounds_all_kernels_together():
+    one = MESSAGE_OVERHEAD + PART_OVERHEAD + 100
+    budget = ReplayBudget(limit=3 * one)
+    a, b = ReplayBuffer(10 * one, 100, budget), ReplayBuffer(10 * one, 100, budget)
+    for _ in range(3):
+        a.add("iopub", [b"a" * 100])
+    assert budget.used == 3 * one
+    b.add("iopub", [b"b" * 100])  # over the shared budget, b has nothing older: the new one goes
+    assert len(b) == 0 and b.dropped == 1 and budget.used == 3 * one
+    a.add("iopub", [b"A" * 100])  # a drops its own oldest
+    assert len(a) == 3 and a.dropped == 1
+    a.drain()
+    assert budget.used == 0
+    b.add("iopub", [b"b" * 100])
+    b.clear()
+    assert budget.used == 0 and len(b) == 0

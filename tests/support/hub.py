@@ -14,7 +14,12 @@ Every user logs in with `HubProcess.password` (JupyterHub's
 SharedPasswordAuthenticator).  A hub service token with admin-like scopes
 drives the REST API (`hub.api(...)`).  Extra `jupyterhub_config.py` lines
 can be passed as `extra_config`.  The hub, the proxy and spawned servers
-are in one process group and are killed on `stop()`.
+are in one process group and are killed on `stop()`, as is anything else
+still running in the work folder (kernels that outlived their server).
+
+`tests.hub.hubproc.HubProcess` builds on this class: the same process
+handling and REST helpers, with `zasperhub hub` and its generated config
+instead of a hand-written `jupyterhub_config.py`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from tests.support.ports import free_port
 
@@ -62,10 +68,36 @@ def singleuser_command() -> list[str]:
     return [sys.executable, "-c", "from zasperhub.platform.cli import singleuser_main; singleuser_main()"]
 
 
+#: File (in the server's working directory) where `probe_singleuser_command` writes its findings.
+MODULES_REPORT = "zasper-heavy-modules.json"
+
+_PROBE = f"""
+import atexit, json, os, sys
+def _report():
+    heavy = sorted(m for m in sys.modules if m.partition(".")[0] in ("jupyterhub", "sqlalchemy"))
+    with open({MODULES_REPORT!r}, "w") as f:
+        json.dump({{"heavy": heavy, "modules": len(sys.modules)}}, f)
+atexit.register(_report)
+from zasperhub.platform.cli import singleuser_main
+singleuser_main(sys.argv[1:])
+"""
+
+
+def probe_singleuser_command() -> list[str]:
+    """`zasperhub-singleuser`, reporting on exit which jupyterhub/sqlalchemy modules it loaded.
+
+    The report lands in the server's working directory (its home under the
+    Simple spawner) when the server exits normally (SIGTERM from the hub).
+    """
+    return [sys.executable, "-c", _PROBE]
+
+
 class HubProcess:
     """One JupyterHub + CHP; users' servers spawned by SimpleLocalProcessSpawner by default."""
 
     password = "hub-test-password-1"
+    #: Default seconds to wait for a user's server to become ready.
+    spawn_timeout: float = 60
 
     def __init__(
         self,
@@ -95,6 +127,7 @@ class HubProcess:
         self.env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
         self.log_path = self.workdir / "jupyterhub.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
 
     # -- addresses ---------------------------------------------------------------
     @property
@@ -108,6 +141,7 @@ class HubProcess:
 
     # -- lifecycle ---------------------------------------------------------------
     def write_config(self) -> Path:
+        """Write `jupyterhub_config.py` for this hub; returns its path."""
         if not CHP_PATH.exists():
             raise RuntimeError(f"configurable-http-proxy not installed at {CHP_PATH}; run `npm ci` in tests/node")
         home = self.workdir / "home"
@@ -144,11 +178,16 @@ c.JupyterHub.load_roles = [{{"name": "test-driver", "scopes": {SERVICE_SCOPES!r}
         path.write_text(config + "\n" + self.extra_config + "\n")
         return path
 
+    def command(self) -> list[str]:
+        """Prepare the configuration and return the command that runs the hub."""
+        return [sys.executable, "-m", "jupyterhub", "-f", str(self.write_config())]
+
     def start(self, timeout: float = 60) -> HubProcess:
-        config = self.write_config()
-        self._log = open(self.log_path, "wb")
+        """Run the hub and wait (bounded) until its API answers."""
+        command = self.command()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - stays open while the hub runs; closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+            command,
             cwd=self.workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -169,25 +208,28 @@ c.JupyterHub.load_roles = [{{"name": "test-driver", "scopes": {SERVICE_SCOPES!r}
         raise RuntimeError(f"jupyterhub did not answer within {timeout}s:\n{self.log()[-5000:]}")
 
     def stop(self, timeout: float = 20) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        """Stop the hub (it stops the proxy and servers), then kill whatever is left."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
             try:
-                self.proc.wait(timeout)
+                # The proxy and spawned servers share the hub's process group.
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-        try:
-            # The proxy and spawned servers share the hub's process group.
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.close()
-        self.proc = None
+            self.proc = None
+        kill_processes_under(self.workdir)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def log(self) -> str:
         try:
@@ -196,10 +238,10 @@ c.JupyterHub.load_roles = [{{"name": "test-driver", "scopes": {SERVICE_SCOPES!r}
             return ""
 
     # -- REST API ------------------------------------------------------------------
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def api(self, method: str, path: str, *, timeout: float = 60, **kwargs: Any) -> httpx.Response:
         """A hub REST call with the test service's token."""
         headers = {"Authorization": f"token {self.service_token}", **kwargs.pop("headers", {})}
-        return httpx.request(method, self.api_url + path, headers=headers, timeout=30, **kwargs)
+        return httpx.request(method, self.api_url + path, headers=headers, timeout=timeout, **kwargs)
 
     def create_user(self, name: str, admin: bool = False) -> dict[str, Any]:
         r = self.api("POST", f"/users/{name}", json={"admin": admin})
@@ -213,28 +255,39 @@ c.JupyterHub.load_roles = [{{"name": "test-driver", "scopes": {SERVICE_SCOPES!r}
         r.raise_for_status()
         return r.json()
 
-    def start_server(self, name: str, timeout: float = 60, options: dict[str, Any] | None = None) -> str:
-        """Spawn `name`'s default server and wait until it is ready; returns its URL."""
+    def server_ready(self, name: str) -> bool:
+        """Whether `name`'s default server is running and ready."""
+        server = self.user_model(name).get("servers", {}).get("")
+        return bool(server and server.get("ready"))
+
+    def wait_server(self, name: str, ready: bool = True, timeout: float | None = None) -> None:
+        """Wait (bounded) until `name`'s default server is ready, or gone when `ready` is False."""
+        timeout = self.spawn_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready and self.server_ready(name):
+                return
+            if not ready and not self.user_model(name).get("servers"):
+                return
+            time.sleep(0.25)
+        state = "ready" if ready else "stopped"
+        raise AssertionError(f"server of {name} not {state} within {timeout}s:\n{self.log()[-5000:]}")
+
+    def start_server(self, name: str, timeout: float | None = None, options: dict[str, Any] | None = None) -> str:
+        """Spawn `name`'s default server (creating the user) and wait until ready; returns its URL."""
+        self.create_user(name)
         r = self.api("POST", f"/users/{name}/server", json=options or {})
         if r.status_code not in (201, 202, 400):
             raise RuntimeError(f"spawn failed: {r.status_code} {r.text}")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            server = self.user_model(name).get("servers", {}).get("")
-            if server and server.get("ready"):
-                return self.url + server["url"]
-            time.sleep(0.25)
-        raise RuntimeError(f"server of {name} not ready within {timeout}s:\n{self.log()[-5000:]}")
+        self.wait_server(name, True, timeout)
+        return self.url + self.user_model(name)["servers"][""]["url"]
 
-    def stop_server(self, name: str, timeout: float = 30) -> None:
+    def stop_server(self, name: str, timeout: float | None = None) -> None:
+        """Stop `name`'s default server and wait until the hub forgets it."""
         r = self.api("DELETE", f"/users/{name}/server")
         if r.status_code not in (202, 204, 400):
             r.raise_for_status()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.user_model(name).get("servers"):
-                return
-            time.sleep(0.25)
+        self.wait_server(name, False, timeout)
 
     def new_token(self, name: str, scopes: list[str] | None = None, expires_in: int | None = None) -> str:
         """An API token of user `name` (optionally limited in scopes and lifetime)."""
@@ -265,6 +318,26 @@ c.JupyterHub.load_roles = [{{"name": "test-driver", "scopes": {SERVICE_SCOPES!r}
         if r.status_code != 302:
             raise RuntimeError(f"hub login failed for {name}: {r.status_code} {r.text[:500]}")
         return r
+
+
+def _processes_under(folder: Path) -> list[psutil.Process]:
+    """Processes whose working directory is `folder` or inside it."""
+    found = []
+    root = str(Path(folder).resolve())
+    for p in psutil.process_iter(["pid", "cwd", "cmdline"]):
+        cwd = p.info.get("cwd") or ""
+        if cwd == root or cwd.startswith(root + os.sep):
+            found.append(p)
+    return found
+
+
+def kill_processes_under(folder: Path) -> None:
+    """SIGKILL every process whose working directory is inside `folder`."""
+    for p in _processes_under(folder):
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
 
 
 def load_json(response: httpx.Response) -> Any:

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ansiToHtml, fixCarriageReturns } from '../../platform/ui/src/ansi';
 import { extractMath } from '../../platform/ui/src/markdown';
-import { pickMime, renderMime, renderOutput, truncationPoint } from '../../platform/ui/src/render';
+import { pickMime, renderMime, renderOutput, setWidgetRenderer, truncationPoint, WIDGET_VIEW_MIME } from '../../platform/ui/src/render';
 import { sanitize } from '../../platform/ui/src/sanitize';
 
 const settle = () => new Promise((r) => setTimeout(r, 50));
@@ -154,4 +154,29 @@ test('truncation point respects both limits', () => {
 test('unknown output types say so instead of failing', () => {
   const el = renderOutput({ output_type: 'bogus' } as any);
   assert.match(el.textContent!, /Unsupported output type/);
+});
+
+test('widget views: live widget when the kernel has it, else the text/plain stand-in', () => {
+  const data = { [WIDGET_VIEW_MIME]: { version_major: 2, version_minor: 0, model_id: 'abc' }, 'text/plain': 'IntSlider(value=3)' };
+  const out = { output_type: 'display_data' as const, data, metadata: {} };
+  // No widget manager (a saved notebook): the repr is shown.
+  setWidgetRenderer(null);
+  assert.equal(renderOutput(out).textContent, 'IntSlider(value=3)');
+  const seen: string[] = [];
+  setWidgetRenderer((d) => {
+    seen.push(d.model_id);
+    if (d.model_id !== 'abc') return null;
+    const el = document.createElement('div');
+    el.className = 'live-widget';
+    return el;
+  });
+  try {
+    assert.ok(renderOutput(out).querySelector('.live-widget'));
+    // A model the manager does not know falls back to text too.
+    const other = { ...out, data: { ...data, [WIDGET_VIEW_MIME]: { model_id: 'gone' } } };
+    assert.equal(renderOutput(other).textContent, 'IntSlider(value=3)');
+    assert.deepEqual(seen, ['abc', 'gone']);
+  } finally {
+    setWidgetRenderer(null);
+  }
 });

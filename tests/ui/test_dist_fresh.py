@@ -61,3 +61,15 @@ def test_no_stray_outputs() -> None:
 def test_initial_bundle_within_budget() -> None:
     # The issue's target: initial JavaScript <= 400 KB gzipped.
     assert build_info()["initialGzipBytes"] <= 400 * 1024
+
+
+def test_widget_libraries_are_a_lazy_chunk() -> None:
+    """ipywidgets' code is loaded on the first widget, never with the app."""
+    info = build_info()
+    widgets = info["lazy"]["widgets"]["files"]
+    assert widgets and not set(widgets) & set(info["initialFiles"])
+    for name in [*widgets, info["widgetsCss"]]:
+        assert (DIST / name).is_file(), name
+    # The widget chunk is much bigger than the budget left over: keep it out of the shell.
+    main_js = (DIST / info["entry"]["js"]).read_text()
+    assert "jupyter.widget.control" not in main_js

@@ -130,3 +130,33 @@ def test_protected_mode_redirects_to_password_login(start_server, tmp_path: Path
         assert r.status_code == 302
         assert r.headers["Location"].startswith("/login?next=%2Ftree")
         assert "password" in c.get(r.headers["Location"]).text.lower()
+
+
+class _Registry:
+    """A kernel registry double that records prewarm calls."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple] = []
+        self.fail = fail
+
+    def prewarm(self, *args: object) -> None:
+        self.calls.append(args)
+        if self.fail:
+            raise RuntimeError("no kernelspec")
+
+
+class _Handler:
+    def __init__(self, registry: object) -> None:
+        self.zasper = type("App", (), {"kernel_registry": registry})()
+
+
+def test_app_shell_prewarms_a_kernel_when_the_registry_can() -> None:
+    from zasperhub.platform.web.ui import AppShellHandler
+
+    reg = _Registry()
+    AppShellHandler._prewarm_kernel(_Handler(reg))  # type: ignore[arg-type]
+    assert reg.calls == [()]
+    # A failing warm-up must not break the page; a registry without prewarm is fine.
+    AppShellHandler._prewarm_kernel(_Handler(_Registry(fail=True)))  # type: ignore[arg-type]
+    AppShellHandler._prewarm_kernel(_Handler(object()))  # type: ignore[arg-type]
+    AppShellHandler._prewarm_kernel(_Handler(None))  # type: ignore[arg-type]

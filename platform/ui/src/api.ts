@@ -133,8 +133,9 @@ export const kernels = {
 
 export const sessions = {
   list: (): Promise<SessionModel[]> => request('GET', 'api/sessions'),
-  create: (path: string, kernelName: string): Promise<SessionModel> =>
-    request('POST', 'api/sessions', { path, name: path.split('/').pop(), type: 'notebook', kernel: { name: kernelName } }),
+  /** The session for `path`: the existing one, or a new one (default kernelspec when no name). */
+  create: (path: string, kernelName?: string): Promise<SessionModel> =>
+    request('POST', 'api/sessions', { path, name: path.split('/').pop(), type: 'notebook', kernel: kernelName ? { name: kernelName } : {} }),
   update: (id: string, patch: Record<string, unknown>): Promise<SessionModel> => request('PATCH', `api/sessions/${id}`, patch),
   remove: (id: string): Promise<void> => request('DELETE', `api/sessions/${id}`),
 };

@@ -13,7 +13,10 @@ export interface CommandTarget {
   cells: Cell[];
   active: number;
   runActive(mode: 'advance' | 'stay' | 'insert'): void;
-  select(index: number): void;
+  anchor: number;
+  select(index: number, extend?: boolean): void;
+  merge(): void;
+  move(dir: -1 | 1): void;
   insert(index: number, type: CellType): unknown;
   changeType(type: CellType): void;
   cut(): void;
@@ -52,6 +55,11 @@ export function handleCommandKey(nb: CommandTarget, e: KeyboardEvent): void {
   else if (k === 'Enter' && e.altKey) nb.runActive('insert');
   else if (k === 'Enter') nb.cells[nb.active]?.edit();
   else if (e.ctrlKey || e.metaKey || e.altKey) handled = false;
+  // Letters compared case-insensitively: with Shift, the key is usually upper case, not always.
+  else if (e.shiftKey && (k === 'ArrowUp' || k.toLowerCase() === 'k')) nb.select(nb.active - 1, true);
+  else if (e.shiftKey && (k === 'ArrowDown' || k.toLowerCase() === 'j')) nb.select(nb.active + 1, true);
+  else if (e.shiftKey && k.toLowerCase() === 'm') nb.merge();
+  else if (e.shiftKey && k.length === 1 && /[a-z]/i.test(k)) handled = false;
   else if (k === 'ArrowUp' || k === 'k') nb.select(nb.active - 1);
   else if (k === 'ArrowDown' || k === 'j') nb.select(nb.active + 1);
   else if (k === 'a') nb.insert(nb.active, 'code');
@@ -90,11 +98,14 @@ const SHORTCUTS: [string, string][] = [
   ['Tab / Shift+Tab', 'complete / inspect (edit mode)'],
   ['Ctrl+S', 'save'],
   ['A / B', 'insert cell above / below'],
-  ['D, D', 'delete cell'],
+  ['D, D', 'delete selected cells'],
   ['Z', 'undo cell delete'],
-  ['X / C / V', 'cut / copy / paste cell'],
+  ['X / C / V', 'cut / copy / paste selected cells'],
   ['M / Y / R', 'markdown / code / raw cell'],
   ['↑ ↓ or K J', 'select cell above / below'],
+  ['Shift+↑ ↓, Shift+K J, Shift+click', 'extend the selection'],
+  ['Shift+M', 'merge selected cells (or with the cell below)'],
+  ['Ctrl+Shift+-', 'split cell at the cursor (edit mode)'],
   ['I, I', 'interrupt kernel'],
   ['0, 0', 'restart kernel'],
   ['H', 'this help'],

@@ -22,6 +22,8 @@ export interface CellKeys {
   /** Arrow off the first/last line: move to the neighbouring cell. */
   leave?(direction: -1 | 1): boolean;
   focus?(): void;
+  /** Split the cell at the cursor (Ctrl+Shift+-). */
+  split?(): void;
 }
 
 const darkHighlight = HighlightStyle.define([
@@ -103,6 +105,9 @@ export function cellEditor(parent: HTMLElement, doc: string, keys: CellKeys, lan
       { key: 'Escape', run: () => (keys.escape(), true) },
       { key: 'Mod-s', run: () => (keys.save(), true), preventDefault: true },
       { key: 'Shift-Tab', run: inspect },
+      // With Shift held the key is '_' on most layouts; bind both names.
+      { key: 'Ctrl-Shift--', run: () => (keys.split?.(), !!keys.split) },
+      { key: 'Ctrl-_', run: () => (keys.split?.(), !!keys.split) },
       {
         key: 'ArrowUp',
         run: (v) => v.state.doc.lineAt(v.state.selection.main.head).number === 1 && !!keys.leave?.(-1),

@@ -18,6 +18,8 @@ export interface ExecuteHandlers {
   onIopub?: (msg: KernelMessage) => void;
   onReply?: (msg: KernelMessage) => void;
   onStdin?: (msg: KernelMessage) => void;
+  /** The kernel went idle after this request (the idle status message). */
+  onIdle?: (msg: KernelMessage) => void;
   onDone?: () => void;
 }
 
@@ -49,6 +51,13 @@ export class KernelConnection {
   detail = '';
   /** The server no longer knows this kernel (404). */
   lost = false;
+  /**
+   * Sees every incoming message first (the widget manager: comms, and output
+   * captured by Output widgets).  True means "consumed": the message is not
+   * routed to its request's handlers.  It may hold messages and hand them
+   * back later, in order, through `route`.
+   */
+  interceptor: ((msg: KernelMessage) => boolean) | null = null;
 
   constructor(
     public kernelId: string,
@@ -156,6 +165,12 @@ export class KernelConnection {
       console.warn('Dropping undecodable kernel message', e);
       return;
     }
+    if (this.interceptor?.(msg)) return;
+    this.route(msg);
+  }
+
+  /** Deliver a message to status tracking and its request's handlers. */
+  route(msg: KernelMessage): void {
     const parentId = (msg.parent_header as any)?.msg_id as string | undefined;
     if (msg.channel === 'iopub' && msg.header.msg_type === 'status') {
       const state = msg.content.execution_state as KernelStatus;
@@ -169,6 +184,7 @@ export class KernelConnection {
     if (msg.channel === 'iopub') {
       if (msg.header.msg_type === 'status' && msg.content.execution_state === 'idle') {
         p.idle = true;
+        p.onIdle?.(msg);
       } else {
         p.onIopub?.(msg);
       }
@@ -184,7 +200,7 @@ export class KernelConnection {
     }
   }
 
-  makeMessage(channel: Channel, msgType: string, content: unknown, metadata: Record<string, unknown> = {}): KernelMessage {
+  makeMessage(channel: Channel, msgType: string, content: unknown, metadata: Record<string, unknown> = {}, buffers: ArrayBuffer[] = []): KernelMessage {
     return {
       channel,
       header: {
@@ -198,7 +214,7 @@ export class KernelConnection {
       parent_header: {},
       metadata,
       content,
-      buffers: [],
+      buffers,
     };
   }
 
@@ -211,9 +227,10 @@ export class KernelConnection {
   }
 
   /** Send a request; handlers get its iopub output, reply and stdin prompts. */
-  send(channel: Channel, msgType: string, content: unknown, handlers: ExecuteHandlers = {}): string {
-    const msg = this.makeMessage(channel, msgType, content);
-    this.pending.set(msg.header.msg_id, { ...handlers, replied: false, idle: channel !== 'shell' });
+  send(channel: Channel, msgType: string, content: unknown, handlers: ExecuteHandlers = {}, extra: { metadata?: Record<string, unknown>; buffers?: ArrayBuffer[]; noReply?: boolean } = {}): string {
+    const msg = this.makeMessage(channel, msgType, content, extra.metadata, extra.buffers);
+    // Comm messages get no shell reply: they are done when the kernel is idle again.
+    this.pending.set(msg.header.msg_id, { ...handlers, replied: !!extra.noReply, idle: channel !== 'shell' });
     this.sendRaw(msg);
     return msg.header.msg_id;
   }

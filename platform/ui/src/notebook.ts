@@ -9,8 +9,11 @@ import { handleCommandKey, showShortcuts } from './commands';
 import { confirmDialog, h, promptDialog, toast } from './dom';
 import { CellKeys, retheme } from './editor';
 import { KernelConnection, KernelStatus } from './kernel';
-import type { Output } from './render';
+import { setWidgetRenderer, WIDGET_VIEW_MIME } from './render';
 import { SaveGuard } from './saving';
+import { WidgetHost } from './widgethost';
+import { deleteCells, mergeCells, moveCells, splitCell } from './cellops';
+import { applyIopub, DisplayTargets } from './iopub';
 import { basename, codepointToJsIndex, formatDuration, jsIndexToCodepoint, pageUrlFor } from './util';
 import type { KernelMessage } from './wire';
 
@@ -18,24 +21,31 @@ const AUTOSAVE_MS = 60_000;
 
 export class NotebookPanel {
   readonly el: HTMLElement;
-  private cellsEl: HTMLElement;
+  readonly cellsEl: HTMLElement;
   private statusEl: HTMLElement;
   private titleEl: HTMLElement;
   private saveStateEl: HTMLElement;
   private kernelSelect: HTMLSelectElement;
   cells: Cell[] = [];
   active = 0;
+  /** The other end of a multi-cell selection (equal to `active` when one cell is selected). */
+  anchor = 0;
+  /** Cells painted as selected (cellops.ts keeps it in step). */
+  marked = new Set<Cell>();
   mode: 'command' | 'edit' = 'command';
   private meta: Record<string, any> = {};
   private nbformatMinor = 5;
   private kernel: KernelConnection | null = null;
+  /** ipywidgets for the current kernel (the libraries load on first use). */
+  widgets: WidgetHost | null = null;
   private session: SessionModel | null = null;
   private specs: KernelSpecs | null = null;
   private guard: SaveGuard;
   private unsaved = false;
   private clipboard: CellModel[] = [];
-  private deleted: { index: number; models: CellModel[] }[] = [];
-  private displays = new Map<string, { cell: Cell; index: number }[]>();
+  /** Undo stack of deletions (Z). */
+  deleted: { index: number; models: CellModel[] }[] = [];
+  private displays: DisplayTargets = new Map();
   private observer: IntersectionObserver;
   private autosaveTimer: ReturnType<typeof setInterval>;
   private disposers: (() => void)[] = [];
@@ -70,6 +80,7 @@ export class NotebookPanel {
       btn('Copy', 'Copy cell (C)', () => this.copy()),
       btn('Paste', 'Paste cell below (V)', () => this.paste()),
       btn('Delete', 'Delete cell (D, D)', () => this.deleteCells()),
+      btn('Merge', 'Merge selected cells, or with the cell below (Shift+M)', () => this.merge()),
       btn('?', 'Keyboard shortcuts (H)', () => void showShortcuts()),
       h('span.zh-spacer', {}),
       this.kernelSelect,
@@ -101,18 +112,40 @@ export class NotebookPanel {
     this.autosaveTimer = setInterval(() => {
       if (this.unsaved) void this.save(true);
     }, AUTOSAVE_MS);
-    this.cellsEl.addEventListener('mousedown', (e) => {
-      const target = (e.target as HTMLElement).closest('.zh-cell');
-      const idx = this.cells.findIndex((c) => c.el === target);
-      if (idx >= 0) this.select(idx);
-    });
+    // Capture phase: a Shift+click must extend the selection before an
+    // editor in the clicked cell takes the focus (and with it, edit mode).
+    this.cellsEl.addEventListener(
+      'mousedown',
+      (e) => {
+        const target = (e.target as HTMLElement).closest('.zh-cell');
+        const idx = this.cells.findIndex((c) => c.el === target);
+        if (idx < 0) return;
+        if (e.shiftKey) {
+          e.preventDefault();
+          e.stopPropagation();
+          if (this.mode === 'edit') this.commandMode();
+          this.select(idx, true);
+        } else this.select(idx);
+      },
+      true,
+    );
   }
 
   /** Load the notebook and connect a kernel. */
   async open(): Promise<void> {
-    // The notebook first: kernelspec discovery can be slow on a server's
-    // first call, and the cells should not wait for it.
-    const model = await contents.get(this.path, { type: 'notebook', hash: true });
+    // The kernel is what takes longest: ask for the session (the server
+    // answers with the existing one or starts, ideally hands over a
+    // pre-warmed, kernel) in parallel with fetching the notebook rather
+    // than after rendering it.  Kernelspecs too, for the kernel menu.
+    const early = this.earlySession();
+    let model;
+    try {
+      model = await contents.get(this.path, { type: 'notebook', hash: true });
+    } catch (e) {
+      // No such notebook: do not leave a kernel running for it.
+      if ((e as any)?.status === 404) void early.session.then((s) => sessions.remove(s.id)).catch(() => undefined);
+      throw e;
+    }
     this.guard.loaded(model);
     const nb = model.content || {};
     this.meta = nb.metadata || {};
@@ -129,7 +162,16 @@ export class NotebookPanel {
     this.setDirty(false);
     // A new notebook is for typing into: start in its first cell.
     if (fresh) requestAnimationFrame(() => this.cells[0]?.edit());
-    void this.startKernel();
+    void this.startKernel(early);
+  }
+
+  /** Session and kernelspecs requested before the notebook is known (errors surface in startKernel). */
+  private earlySession(): { specs: Promise<KernelSpecs>; session: Promise<SessionModel> } {
+    const specs = kernelspecs.list();
+    const session = sessions.create(this.path);
+    specs.catch(() => undefined);
+    session.catch(() => undefined);
+    return { specs, session };
   }
 
   private makeCell(model: CellModel): Cell {
@@ -146,6 +188,7 @@ export class NotebookPanel {
       },
       complete: (code, pos) => this.complete(code, pos),
       inspect: (code, pos) => this.inspect(code, pos),
+      split: () => this.split(cell),
       leave: (dir) => {
         const idx = this.cells.indexOf(cell) + dir;
         if (idx < 0 || idx >= this.cells.length) return false;
@@ -160,11 +203,11 @@ export class NotebookPanel {
 
   // -- kernel ------------------------------------------------------------------
   /** Find or start this notebook's session and connect; false if the server said no. */
-  private async startKernel(): Promise<boolean> {
-    const existingSessions = sessions.list();
-    existingSessions.catch(() => undefined);
+  private async startKernel(early?: { specs: Promise<KernelSpecs>; session: Promise<SessionModel> }): Promise<boolean> {
+    const existingSessions = early ? null : sessions.list();
+    existingSessions?.catch(() => undefined);
     try {
-      this.specs = await kernelspecs.list();
+      this.specs = await (early ? early.specs : kernelspecs.list());
     } catch (e) {
       this.setStatus('dead', `cannot list kernels: ${(e as Error).message}`);
       return false;
@@ -175,14 +218,24 @@ export class NotebookPanel {
       ...Object.values(this.specs.kernelspecs).map((s) => h('option', { value: s.name, selected: s.name === name }, s.spec.display_name || s.name)),
     );
     try {
-      const existing = (await existingSessions).find((s) => s.path === this.path);
-      this.session = existing ?? (await sessions.create(this.path, name));
+      if (early) this.session = await early.session;
+      else {
+        const existing = (await existingSessions!).find((s) => s.path === this.path);
+        this.session = existing ?? (await sessions.create(this.path, name));
+      }
     } catch (e) {
       this.setStatus('dead', `cannot start kernel: ${(e as Error).message}`);
       return false;
     }
     this.kernelSelect.value = this.session.kernel.name;
     this.connect(this.session.kernel.id);
+    this.restoreWidgets();
+    // The early session got the default kernel; a notebook written for
+    // another installed kernel switches to it.
+    if (early && this.session.kernel.name !== name && this.session.kernel.name === this.specs.default) {
+      this.kernelSelect.value = name;
+      await this.changeKernel(name);
+    }
     return true;
   }
 
@@ -190,12 +243,32 @@ export class NotebookPanel {
     this.kernel?.dispose();
     const kernel = new KernelConnection(kernelId);
     this.kernel = kernel;
+    this.resetWidgets();
     this.disposers.push(
       kernel.onStatus((s, d) => {
         this.setStatus(s, d);
         if (s === 'dead' && kernel.lost && this.kernel === kernel) void this.replaceLostKernel();
       }),
     );
+  }
+
+  /** Widgets belong to one kernel process: a new kernel or a restart starts afresh. */
+  private resetWidgets(): void {
+    this.widgets?.dispose();
+    this.widgets = this.kernel ? new WidgetHost(this.kernel) : null;
+    const host = this.widgets;
+    setWidgetRenderer(host ? (data) => host.render(data) : null);
+  }
+
+  /** Widget outputs in the notebook: if the kernel still has those widgets, show them live again. */
+  private restoreWidgets(): void {
+    const withWidgets = () => this.cells.filter((c) => c.model.outputs.some((o) => 'data' in o && o.data && WIDGET_VIEW_MIME in o.data));
+    if (!this.widgets || withWidgets().length === 0) return;
+    const host = this.widgets;
+    void host.restore().then((ok) => {
+      if (!ok || this.widgets !== host) return;
+      for (const c of withWidgets()) if (!c.running) c.renderOutputs();
+    });
   }
 
   /** The server forgot the kernel (it restarted): start a fresh one. */
@@ -261,6 +334,7 @@ export class NotebookPanel {
       c.running = false;
       c.setPrompt();
     }
+    this.resetWidgets();
     try {
       await this.kernel.restart();
     } catch (e) {
@@ -294,9 +368,20 @@ export class NotebookPanel {
   }
 
   // -- running -------------------------------------------------------------------
+  /** Run the selected cell(s) (command mode, toolbar). */
   runActive(mode: 'advance' | 'stay' | 'insert'): void {
-    const cell = this.cells[this.active];
-    if (cell) this.runCell(cell, mode);
+    const [lo, hi] = this.selection();
+    if (lo === hi) {
+      const cell = this.cells[this.active];
+      if (cell) this.runCell(cell, mode);
+      return;
+    }
+    for (const cell of this.cells.slice(lo, hi + 1)) this.execute(cell);
+    if (mode === 'insert' || (mode === 'advance' && hi === this.cells.length - 1)) this.insert(hi + 1, 'code');
+    else if (mode === 'advance') {
+      this.select(hi + 1);
+      this.cells[hi + 1].el.focus();
+    }
   }
 
   private runCell(cell: Cell, mode: 'advance' | 'stay' | 'insert'): void {
@@ -366,46 +451,42 @@ export class NotebookPanel {
   }
 
   private handleIopub(cell: Cell, msg: KernelMessage): void {
-    const t = msg.header.msg_type;
-    const c = msg.content;
-    if (t === 'execute_input') {
-      if (typeof c.execution_count === 'number') cell.model.execution_count = c.execution_count;
-    } else if (t === 'stream') {
-      cell.addOutput({ output_type: 'stream', name: c.name, text: c.text });
-    } else if (t === 'execute_result' || t === 'display_data') {
-      const out: Output = { output_type: t, data: c.data ?? {}, metadata: c.metadata ?? {} };
-      if (t === 'execute_result') (out as any).execution_count = c.execution_count ?? null;
-      cell.addOutput(out);
-      const id = c.transient?.display_id;
-      if (id) {
-        const list = this.displays.get(id) ?? [];
-        list.push({ cell, index: cell.model.outputs.length - 1 });
-        this.displays.set(id, list);
-      }
-    } else if (t === 'update_display_data') {
-      const id = c.transient?.display_id;
-      for (const target of this.displays.get(id) ?? []) {
-        const old = target.cell.model.outputs[target.index];
-        if (!old || old.output_type === 'stream' || old.output_type === 'error') continue;
-        target.cell.replaceOutput(target.index, { ...old, data: c.data ?? {}, metadata: c.metadata ?? {} });
-      }
-    } else if (t === 'clear_output') {
-      if (c.wait) cell.clearPending = true;
-      else cell.clearOutputs();
-    } else if (t === 'error') {
-      cell.addOutput({ output_type: 'error', ename: c.ename, evalue: c.evalue, traceback: c.traceback ?? [] });
-    }
+    applyIopub(cell, msg, this.displays);
   }
 
   // -- selection, modes, cell operations ---------------------------------------------
-  select(index: number): void {
+  /** Make `index` the active cell; with `extend`, grow the selection to it from the anchor. */
+  select(index: number, extend = false): void {
     if (index < 0 || index >= this.cells.length) return;
     this.cells[this.active]?.el.classList.remove('zh-active');
     this.active = index;
+    if (!extend) this.anchor = index;
+    this.paintSelection();
     const el = this.cells[index].el;
     el.classList.add('zh-active');
     const r = el.getBoundingClientRect();
     if (r.top < 0 || r.top > window.innerHeight - 40) el.scrollIntoView({ block: 'nearest' });
+  }
+
+  /** The selected cells as an inclusive index range [first, last]. */
+  selection(): [number, number] {
+    const last = this.cells.length - 1;
+    const a = Math.min(Math.max(this.anchor, 0), last);
+    const b = Math.min(Math.max(this.active, 0), last);
+    return [Math.min(a, b), Math.max(a, b)];
+  }
+
+  private selectedCells(): Cell[] {
+    const [lo, hi] = this.selection();
+    return this.cells.slice(lo, hi + 1);
+  }
+
+  /** Mark the selected cells; only cells whose state changes are touched (1,000-cell notebooks). */
+  paintSelection(): void {
+    const now = new Set(this.anchor === this.active ? [] : this.selectedCells());
+    for (const c of this.marked) if (!now.has(c)) c.el.classList.remove('zh-selected');
+    for (const c of now) if (!this.marked.has(c)) c.el.classList.add('zh-selected');
+    this.marked = now;
   }
 
   commandMode(): void {
@@ -427,16 +508,9 @@ export class NotebookPanel {
     return cell;
   }
 
+  /** Delete the selected cells (one undo step restores them all). */
   deleteCells(): void {
-    const cell = this.cells[this.active];
-    if (!cell) return;
-    cell.sync();
-    this.deleted.push({ index: this.active, models: [structuredClone(cell.model)] });
-    cell.destroy();
-    this.cells.splice(this.active, 1);
-    if (this.cells.length === 0) this.insert(0, 'code');
-    this.select(Math.min(this.active, this.cells.length - 1));
-    this.setDirty(true);
+    deleteCells(this);
   }
 
   undoDelete(): void {
@@ -445,22 +519,25 @@ export class NotebookPanel {
     last.models.forEach((m, i) => this.insert(Math.min(last.index + i, this.cells.length), m.cell_type, m));
   }
 
+  /** Move the selected cells up or down by one, as a block. */
   move(dir: -1 | 1): void {
-    const i = this.active;
-    const j = i + dir;
-    if (j < 0 || j >= this.cells.length) return;
-    const [cell] = this.cells.splice(i, 1);
-    this.cells.splice(j, 0, cell);
-    this.cellsEl.insertBefore(cell.el, dir < 0 ? this.cells[j + 1].el : (this.cells[j + 1]?.el ?? null));
-    this.select(j);
-    this.setDirty(true);
+    moveCells(this, dir);
   }
 
   copy(): void {
-    const cell = this.cells[this.active];
-    if (!cell) return;
-    cell.sync();
-    this.clipboard = [structuredClone(cell.model)];
+    const cells = this.selectedCells();
+    for (const c of cells) c.sync();
+    this.clipboard = cells.map((c) => structuredClone(c.model));
+  }
+
+  /** Merge the selected cells into the first of them, or the active cell with the one below. */
+  merge(): void {
+    mergeCells(this);
+  }
+
+  /** Split `cell` at its cursor (Ctrl+Shift+-): a selection becomes a cell of its own. */
+  split(cell: Cell): void {
+    splitCell(this, cell);
   }
 
   cut(): void {
@@ -468,20 +545,22 @@ export class NotebookPanel {
     this.deleteCells();
   }
 
+  /** Paste the clipboard's cells below the selection. */
   paste(): void {
+    let at = this.selection()[1] + 1;
     for (const m of this.clipboard) {
       const copy = { ...structuredClone(m), id: newCellId() };
-      this.insert(this.active + 1, copy.cell_type, copy);
+      this.insert(at++, copy.cell_type, copy);
     }
   }
 
   changeType(type: CellType): void {
-    this.cells[this.active]?.setType(type);
+    for (const c of this.selectedCells()) c.setType(type);
     this.setDirty(true);
   }
 
   // -- saving --------------------------------------------------------------------
-  private setDirty(d: boolean): void {
+  setDirty(d: boolean): void {
     this.unsaved = d;
     this.saveStateEl.textContent = d ? 'unsaved changes' : 'saved';
     this.saveStateEl.dataset.dirty = String(d);
@@ -556,6 +635,7 @@ export class NotebookPanel {
     for (const d of this.disposers) d();
     this.kernel?.dispose();
     this.kernel = null;
+    this.resetWidgets();
   }
 
   isDirty(): boolean {

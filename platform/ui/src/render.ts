@@ -148,6 +148,15 @@ export function renderMime(mime: string, value: any, metadata?: Record<string, a
   return div;
 }
 
+/** Application/vnd.jupyter.widget-view+json: live widgets, when a kernel has them. */
+export const WIDGET_VIEW_MIME = 'application/vnd.jupyter.widget-view+json';
+let widgetRenderer: ((data: any) => HTMLElement | null) | null = null;
+
+/** Install (or remove) the renderer of widget views; it returns null for unknown widgets. */
+export function setWidgetRenderer(fn: ((data: any) => HTMLElement | null) | null): void {
+  widgetRenderer = fn;
+}
+
 /** Render one nbformat output to an element. */
 export function renderOutput(output: Output): HTMLElement {
   const el = document.createElement('div');
@@ -159,7 +168,16 @@ export function renderOutput(output: Output): HTMLElement {
     const tb = (output.traceback || []).join('\n') || `${output.ename}: ${output.evalue}`;
     el.append(renderText(tb, 'zh-text zh-traceback'));
   } else if (output.output_type === 'execute_result' || output.output_type === 'display_data') {
-    const mime = pickMime(output.data || {});
+    const data = output.data || {};
+    if (WIDGET_VIEW_MIME in data && widgetRenderer) {
+      const view = widgetRenderer(data[WIDGET_VIEW_MIME]);
+      if (view) {
+        el.append(view);
+        return el;
+      }
+    }
+    // Without the widget, its text/plain repr (e.g. "IntSlider(value=3)") stands in.
+    const mime = pickMime(data);
     if (mime) el.append(renderMime(mime, output.data[mime], output.metadata));
   } else {
     el.textContent = `Unsupported output type: ${(output as any).output_type}`;

@@ -1,0 +1,334 @@
+"""One kernel's channels spoken as ZMTP 3.0 (NULL mechanism) straight over asyncio TCP.
+
+The default transport for tcp kernels (see `zmqio.open_kernel_sockets`),
+with the same interface as `zmqio.KernelSockets`.  With
+pyzmq every kernel message crosses two threads: libzmq's I/O thread reads the
+TCP socket, then signals the event loop thread through a mailbox (an eventfd
+write, a wake-up, and `poll`/`getpid` calls when the loop thread processes
+the mailbox); every send takes the opposite path.  Here the event loop reads
+and writes the TCP connections itself, so a kernel message costs one wake-up
+of one thread.  benchmarks/results/cpu.md has the measurements that justify
+the deviation from "use pyzmq for ZMQ sockets".
+
+Scope, deliberately small: the client side of the four kernel channels
+(DEALER for shell/control/stdin, SUB subscribed to everything for iopub),
+TCP only — ipc kernels keep pyzmq — and the NULL security mechanism, which
+is what Jupyter kernels use (messages are authenticated by their HMAC).
+Wire format (ZMTP 3.0, RFC 23): a 64-byte greeting, a READY command carrying
+`Socket-Type` and, for DEALERs, `Identity`; then frames of
+`flags | size (1 or 8 bytes, big-endian) | body` where flag 0x01 is MORE,
+0x02 LONG and 0x04 COMMAND.  A SUB subscribes with a message frame
+`0x01 + prefix` (the ZMTP 3.0 form every libzmq 4 publisher accepts).
+
+Like libzmq: connecting retries until the kernel listens, a dropped
+connection is re-established, and messages sent before the handshake wait
+(bounded by `MAX_PENDING_BYTES`, beyond which `send` raises `zmq.Again`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+
+from zasperhub.platform.kernels.zmqio import DELIMITER, MessageCallback
+
+log = logging.getLogger("zasperhub.kernels")
+
+#: Outgoing bytes a channel may hold (unsent to the kernel) before `send` refuses.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+#: Seconds between connection attempts while the kernel is not listening (libzmq's default).
+RECONNECT_INTERVAL = 0.1
+#: A frame length beyond this means a corrupt stream, not a real output: the
+#: connection is reset instead of waiting for bytes that will never come.
+MAX_FRAME_BYTES = 1 << 32
+
+_MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
+_GREETING = b"\xff" + b"\x00" * 8 + b"\x7f" + bytes((3, 0)) + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
+_PEER_TYPES = {"DEALER": {b"ROUTER"}, "SUB": {b"PUB", b"XPUB"}}
+
+
+class ProtocolError(Exception):
+    """The peer does not speak ZMTP 3 with the NULL mechanism as expected."""
+
+
+def encode_frame(body: bytes, flags: int = 0) -> list[bytes]:
+    """One ZMTP frame as [header, body] (the body is not copied)."""
+    size = len(body)
+    if size > 255:
+        return [struct.pack("!BQ", flags | _LONG, size), body]
+    return [bytes((flags, size)), body]
+
+
+def encode_message(parts: Sequence[bytes]) -> list[bytes]:
+    """A multipart message as a list of header and body pieces."""
+    pieces: list[bytes] = []
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        pieces += encode_frame(part, _MORE if i < last else 0)
+    return pieces
+
+
+def ready_command(socket_type: str, identity: bytes | None) -> bytes:
+    """The READY command frame with the socket's metadata."""
+    props = [(b"Socket-Type", socket_type.encode("ascii"))]
+    if identity is not None:
+        props.append((b"Identity", identity))
+    body = b"\x05READY" + b"".join(bytes((len(k),)) + k + struct.pack("!I", len(v)) + v for k, v in props)
+    return b"".join(encode_frame(body, _COMMAND))
+
+
+def parse_properties(data: bytes) -> dict[bytes, bytes]:
+    """Metadata properties of a READY command body (after the command name)."""
+    props: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        klen = data[pos]
+        key = data[pos + 1 : pos + 1 + klen]
+        pos += 1 + klen
+        if pos + 4 > len(data):
+            raise ProtocolError("truncated READY metadata")
+        vlen = int.from_bytes(data[pos : pos + 4], "big")
+        props[key.lower()] = data[pos + 4 : pos + 4 + vlen]
+        pos += 4 + vlen
+    return props
+
+
+class _Channel(asyncio.Protocol):
+    """One channel's connection: handshake, framing, reconnects."""
+
+    def __init__(self, owner: ZMTPKernelSockets, channel: str, host: str, port: int, socket_type: str,
+                 identity: bytes | None) -> None:
+        self.owner = owner
+        self.channel = channel
+        self.host = host
+        self.port = port
+        self.socket_type = socket_type
+        self.identity = identity
+        self.transport: asyncio.Transport | None = None
+        self.ready = False
+        self.closed = False
+        # Messages queued before the handshake completed: (pieces, size).
+        self.pending: list[list[bytes]] = []
+        self.pending_bytes = 0
+        self._buf = bytearray()
+        self._need = 0  # bytes the buffer must hold before parsing is worth trying
+        self._greeted = False
+        self._parts: list[bytes] = []
+        self._connector: asyncio.Task[None] | None = None
+
+    # -- connection management -----------------------------------------------------
+    def start(self) -> None:
+        self._connector = asyncio.get_running_loop().create_task(self._connect(), name=f"zmtp-{self.channel}")
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            try:
+                await loop.create_connection(lambda: self, self.host, self.port)
+                return
+            except OSError:
+                await asyncio.sleep(RECONNECT_INTERVAL)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if self.closed:
+            transport.abort()
+            return
+        self.transport = transport
+        self.ready = False
+        self._greeted = False
+        self._buf = bytearray()
+        self._need = 64
+        self._parts = []
+        transport.write(_GREETING + ready_command(self.socket_type, self.identity))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.ready = False
+        if not self.closed:
+            log.info("Kernel %s connection lost (%s); reconnecting", self.channel, exc or "closed by kernel")
+            self.start()
+
+    def close(self) -> None:
+        self.closed = True
+        self.pending.clear()
+        if self._connector is not None:
+            self._connector.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+
+    # -- sending ---------------------------------------------------------------------
+    def queued_bytes(self) -> int:
+        if self.transport is not None and self.ready:
+            return self.transport.get_write_buffer_size()
+        return self.pending_bytes
+
+    def send(self, pieces: list[bytes], size: int) -> None:
+        if self.queued_bytes() + size > MAX_PENDING_BYTES:
+            raise zmq.Again("kernel channel send queue is full")
+        if self.transport is not None and self.ready:
+            self.transport.write(b"".join(pieces))
+        else:
+            self.pending.append(pieces)
+            self.pending_bytes += size
+
+    def _on_ready(self) -> None:
+        self.ready = True
+        assert self.transport is not None
+        log.info("ZMTP %s channel ready (%s:%d)", self.channel, self.host, self.port)
+        if self.socket_type == "SUB":
+            # Subscribe to every topic (ZMTP 3.0 subscription message).
+            self.transport.write(b"".join(encode_frame(b"\x01")))
+        if self.pending:
+            pending, self.pending, self.pending_bytes = self.pending, [], 0
+            self.transport.write(b"".join(piece for pieces in pending for piece in pieces))
+
+    # -- receiving -------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        if len(buf) < self._need:
+            return
+        try:
+            consumed = self._parse(buf)
+        except ProtocolError as e:
+            log.warning("Kernel %s channel: %s; reconnecting", self.channel, e)
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if consumed:
+            del buf[:consumed]
+        self.owner.batch_done()
+
+    def _parse(self, buf: bytearray) -> int:
+        pos = 0
+        size = len(buf)
+        if not self._greeted:
+            if buf[0] != 0xFF or buf[9] & 1 != 1:
+                raise ProtocolError("not a ZMTP peer")
+            if buf[10] < 3:
+                raise ProtocolError(f"peer speaks ZMTP {buf[10]}.{buf[11]}, not 3.x")
+            if bytes(buf[12:32]).rstrip(b"\x00") != b"NULL":
+                raise ProtocolError(f"peer wants security mechanism {bytes(buf[12:32]).rstrip(bytes(1))!r}")
+            self._greeted = True
+            pos = 64
+        parts = self._parts
+        while size - pos >= 2:
+            flags = buf[pos]
+            if flags & _LONG:
+                if size - pos < 9:
+                    break
+                length = int.from_bytes(buf[pos + 1 : pos + 9], "big")
+                if length > MAX_FRAME_BYTES:
+                    raise ProtocolError(f"frame of {length} bytes")
+                start = pos + 9
+            else:
+                length = buf[pos + 1]
+                start = pos + 2
+            end = start + length
+            if end > size:
+                self._need = end - pos
+                return pos
+            body = bytes(buf[start:end])
+            pos = end
+            if flags & _COMMAND:
+                self._command(body)
+                continue
+            if not self.ready:
+                raise ProtocolError("message before the READY handshake")
+            parts.append(body)
+            if not flags & _MORE:
+                self._parts = []
+                self.owner.deliver(self.channel, parts)
+                if self.closed:
+                    return pos
+                parts = self._parts
+        self._need = 2
+        return pos
+
+    def _command(self, body: bytes) -> None:
+        if not body:
+            raise ProtocolError("empty command")
+        name = body[1 : 1 + body[0]]
+        if name == b"READY":
+            props = parse_properties(body[1 + body[0] :])
+            peer = props.get(b"socket-type", b"")
+            if peer not in _PEER_TYPES[self.socket_type]:
+                raise ProtocolError(f"a {self.socket_type} cannot talk to a {peer.decode(errors='replace')} socket")
+            self._on_ready()
+        elif name == b"PING" and self.transport is not None:
+            # Heartbeat: answer PONG with the ping's context (after the 2-byte TTL).
+            context = body[1 + body[0] + 2 :]
+            self.transport.write(b"".join(encode_frame(b"\x04PONG" + context, _COMMAND)))
+        elif name == b"ERROR":
+            raise ProtocolError(f"peer reported an error: {body[1 + body[0] + 1 :]!r}")
+        # Other commands (PONG, SUBSCRIBE echoes) carry nothing for a client.
+
+
+class ZMTPKernelSockets:
+    """shell/control/stdin/iopub of one kernel over asyncio TCP (same interface as `KernelSockets`)."""
+
+    CHANNELS = ("shell", "control", "stdin", "iopub")
+
+    def __init__(self, info: dict[str, Any], identity: bytes, on_message: MessageCallback,
+                 on_batch_end: Callable[[], None]) -> None:
+        if info.get("transport", "tcp") != "tcp":
+            raise ValueError("ZMTP sockets support the tcp transport only")
+        self._on_message = on_message
+        self._on_batch_end = on_batch_end
+        self._closed = False
+        host = info.get("ip", "127.0.0.1")
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        self.channels: dict[str, _Channel] = {}
+        for channel in self.CHANNELS:
+            sub = channel == "iopub"
+            # The kernel addresses stdin requests to the shell identity, so all DEALERs share it.
+            chan = _Channel(self, channel, host, int(info[f"{channel}_port"]), "SUB" if sub else "DEALER",
+                            None if sub else identity)
+            self.channels[channel] = chan
+            chan.start()
+
+    def deliver(self, channel: str, frames: list[bytes]) -> None:
+        try:
+            index = frames.index(DELIMITER)
+        except ValueError:
+            log.warning("Dropping %s message without delimiter from kernel", channel)
+            return
+        try:
+            self._on_message(channel, frames[index + 1 :])
+        except Exception:  # one bad message must not stop the reader
+            log.exception("Error handling %s message from kernel", channel)
+
+    def batch_done(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._on_batch_end()
+        except Exception:
+            log.exception("Error flushing kernel messages to clients")
+
+    def poke(self) -> None:
+        """Nothing to do: reads are not edge-triggered here (kept for interface parity)."""
+
+    def send(self, channel: str, signature: bytes, parts: Sequence[bytes]) -> None:
+        """Send [delimiter, signature, *parts]; raises `zmq.Again` if the channel's queue is full."""
+        if self._closed:
+            raise ConnectionError("kernel sockets are closed")
+        pieces = encode_message([DELIMITER, signature, *parts])
+        self.channels[channel].send(pieces, sum(len(p) for p in parts) + len(signature) + 32)
+
+    def close(self) -> None:
+        """Close every connection (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for chan in self.channels.values():
+            chan.close()
+        self.channels.clear()
