@@ -139,6 +139,26 @@ def spawn_all(hub: HubProcess, users: list[str], timeout: float) -> dict[str, fl
         return dict(zip(users, pool.map(one, users)))
 
 
+def spawn_one_more(hub: HubProcess, n_active: int, timeout: float, repeats: int = 3) -> list[float]:
+    """Ready times of a user who starts while `n_active` others are already working.
+
+    The burst figure (everyone at once) measures the machine's CPU, not what
+    a user waits for: in an organisation servers start one at a time while
+    the others are running.  Each late user is stopped again before the next.
+    """
+    times = []
+    for i in range(repeats):
+        name = f"late{n_active}x{i}"
+        times.append(spawn_all(hub, [name], timeout)[name])
+        r = hub.api("DELETE", f"/users/{name}/server", timeout=timeout)
+        if r.status_code not in (202, 204):
+            raise RuntimeError(f"stop {name}: {r.status_code} {r.text}")
+        deadline = time.monotonic() + timeout
+        while hub.user_model(name).get("servers", {}).get("") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return times
+
+
 def start_kernels(hub: HubProcess, users: list[str]) -> dict[str, str]:
     """One python3 kernel per user through the user's server API; returns tokens."""
     tokens = {name: hub.user_token(name) for name in users}
@@ -180,10 +200,12 @@ def run_one(flavor: str, n: int, base: Path, timeout: float) -> dict[str, Any]:
         busy = [procs[u].memory_info().rss / MB for u in users if u in procs]
         kernels = [kernel_rss(procs[u]) for u in users if u in procs]
         latency = hub_api_latency(hub, users)
+        late = spawn_one_more(hub, n, timeout)
         row = {
             "flavor": flavor, "users": n,
             "ready_s": {"median": statistics.median(ready.values()), "p95": percentile(list(ready.values()), 95),
                         "max": max(ready.values())},
+            "ready_one_more_s": {"median": statistics.median(late), "all": [round(t, 3) for t in late]},
             "server_rss_idle_mb": {"median": statistics.median(idle), "max": max(idle)} if idle else None,
             "server_rss_with_kernel_mb": {"median": statistics.median(busy), "max": max(busy)} if busy else None,
             "kernel_rss_mb": {"median": statistics.median(kernels)} if kernels else None,
@@ -209,8 +231,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         (f"Machine: {platform.machine()}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total // MB} MB RAM; "
          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}. `python -m benchmarks.hub_scale`."),
         "",
-        "| server | users | ready median (s) | ready p95 (s) | server RSS idle (MB) | server RSS with kernel (MB) | kernel RSS (MB) | hub API p50 / p99 (ms) | load avg (1 min) before → after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server | users | ready median (s) | ready p95 (s) | one more user ready (s) | server RSS idle (MB) | server RSS with kernel (MB) | kernel RSS (MB) | hub API p50 / p99 (ms) | load avg (1 min) before → after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     failed = [r for r in rows if "error" in r]
     for r in rows:
@@ -221,11 +243,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         kern = r["kernel_rss_mb"] or {}
         lines.append(
             f"| {r['flavor']} | {r['users']} | {r['ready_s']['median']:.2f} | {r['ready_s']['p95']:.2f} | "
+            f"{r.get('ready_one_more_s', {}).get('median', float('nan')):.2f} | "
             f"{idle.get('median', float('nan')):.1f} | {busy.get('median', float('nan')):.1f} | {kern.get('median', float('nan')):.1f} | "
             f"{r['hub_api']['p50_ms']:.1f} / {r['hub_api']['p99_ms']:.1f} | "
             f"{r.get('loadavg_before', [float('nan')])[0]:.1f} → {r.get('loadavg_after', [float('nan')])[0]:.1f} |"
         )
     lines += ["", "Ready: from the spawn request to the hub reporting the server ready, all users started at once.",
+              "One more user: the median of three users started one at a time while all N users have their kernels running.",
               "RSS: the user's server process only; its kernel (the same ipykernel for both) is listed apart."]
     for r in failed:
         lines.append(f"\nNot measured: {r['flavor']} with {r['users']} users failed: {r['error']}")
