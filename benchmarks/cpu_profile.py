@@ -128,13 +128,16 @@ async def measure(args: argparse.Namespace, server: RunningServer) -> dict[str, 
     switches0 = context_switches(pid)
     spy = perf = None
     if args.perf:
-        perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(pid), "-o", args.perf],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Popen returns at once; the instruments are started and stopped outside the load.
+        perf = subprocess.Popen(  # noqa: ASYNC220
+            ["perf", "record", "-F", "999", "-g", "-p", str(pid), "-o", args.perf],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if args.pyspy:
         # --idle off: samples of a thread blocked in epoll_wait are left out.
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
-                                "--nonblocking", *(["--native"] if args.native else []), "-o", args.pyspy],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(  # noqa: ASYNC220
+            ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+             "--nonblocking", *(["--native"] if args.native else []), "-o", args.pyspy],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0, c0 = thread_times(pid), proc.cpu_times()
     start = time.perf_counter() + 0.05
     end = start + args.window
@@ -162,6 +165,8 @@ async def measure(args: argparse.Namespace, server: RunningServer) -> dict[str, 
         "threads_ms_per_round_trip": {k: round((v["user_ms"] + v["sys_ms"]) / trips, 3) for k, v in threads.items()},
         "threads": threads,
         "context_switches_per_round_trip": round((switches - switches0) / trips, 2),
+        # Latency only as a sanity check: on a shared machine it follows the load.
+        "reply_p50_ms": round(1000 * sorted(stats.reply_latency)[len(stats.reply_latency) // 2], 2) if stats.reply_latency else None,
     }
     if syscalls:
         report["load"]["syscalls_per_round_trip"] = {

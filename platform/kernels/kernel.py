@@ -44,6 +44,8 @@ log = logging.getLogger("zasperhub.kernels")
 PROTOCOL_VERSION = "5.3"
 #: Client messages kept while a kernel restarts (more are refused with a log line).
 MAX_HELD_MESSAGES = 1000
+#: Seconds without a kernel_info reply before the start-up nudge asks again.
+NUDGE_RETRY = 1.0
 
 
 class Connection(Protocol):
@@ -172,9 +174,12 @@ class ManagedKernel:
         """Ask kernel_info until both the reply and an iopub message arrived.
 
         A SUB socket only receives once its subscription reached the kernel,
-        so seeing iopub traffic proves the shared iopub socket is live.  Only
-        one request is outstanding at a time: requests queued in a kernel
-        that turns busy would otherwise be answered long after.
+        so seeing iopub traffic proves the shared iopub socket is live.  One
+        request is outstanding at a time, re-sent after `NUDGE_RETRY` seconds
+        without a reply (fixed, no back-off: a kernel that is up answers in
+        milliseconds, and a request sent while it was still starting may be
+        lost); stray duplicate replies go to the server's session and are
+        dropped here.
         """
         deadline = time.monotonic() + self.registry.kernel_info_timeout
         while not self._ready.is_set() and time.monotonic() < deadline:
@@ -189,9 +194,9 @@ class ManagedKernel:
                 await asyncio.sleep(0.2)
                 continue
             try:
-                await asyncio.wait_for(self._info_reply.wait(), max(0.1, deadline - time.monotonic()))
+                await asyncio.wait_for(self._info_reply.wait(), min(NUDGE_RETRY, max(0.1, deadline - time.monotonic())))
             except asyncio.TimeoutError:
-                break
+                continue  # no reply yet: ask again (the loop ends at the deadline)
             if not self._ready.is_set():
                 # Replied, but the iopub subscription was not live yet.
                 await asyncio.sleep(0.1)
@@ -464,7 +469,10 @@ class ManagedKernel:
     def _set_ready(self) -> None:
         # Start-up runs at the server's priority (it is what the user waits
         # for); from its first answer on, the kernel yields to the server.
-        self.registry.lower_priority(self)
+        try:
+            self.registry.lower_priority(self)
+        except Exception:  # the kernel must become usable regardless
+            log.exception("Lowering the priority of kernel %s failed", self.id)
         self._ready.set()
         if self._held:
             self._release_held()

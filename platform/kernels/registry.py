@@ -228,7 +228,7 @@ class KernelRegistry(LoggingConfigurable):
     async def _prewarm_logged(self, name: str) -> None:
         try:
             await self._prewarm(name)
-        except Exception:  # noqa: BLE001 - a hint that fails must not surface anywhere else
+        except Exception:  # a hint that fails must not surface anywhere else
             self.log.exception("prewarm(%s) failed", name)
 
     async def _prewarm(self, name: str) -> None:

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import os
 
-from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager, NoSuchKernel
+from jupyter_client.kernelspec import (
+    NATIVE_KERNEL_NAME,
+    KernelSpec,
+    KernelSpecManager,
+    NoSuchKernel,
+)
 from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_core.paths import jupyter_path
 from traitlets import default

@@ -136,15 +136,15 @@ class BurstReadingProtocol(WebSocketProtocol13):
                 self._fragmented_message_buffer.extend(payload)
                 if not final:
                     return True
-                opcode = self._fragmented_message_opcode
+                opcode = self._fragmented_message_opcode  # type: ignore[assignment]
                 payload = bytes(self._fragmented_message_buffer)
-                self._fragmented_message_buffer = None
+                self._fragmented_message_buffer = None  # type: ignore[assignment]
             else:
                 if self._fragmented_message_buffer is not None:
                     self._abort()  # a new message before the previous one ended
                     return False
                 if not final:
-                    self._fragmented_message_opcode = opcode
+                    self._fragmented_message_opcode = opcode  # type: ignore[assignment]
                     self._fragmented_message_buffer = bytearray(payload)
                     return True
         # The kernel handler's on_message is synchronous, so nothing is awaited here.

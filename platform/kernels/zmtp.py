@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
-
 from zasperhub.platform.kernels.zmqio import DELIMITER, MessageCallback
 
 log = logging.getLogger("zasperhub.kernels")
@@ -98,8 +98,28 @@ def parse_properties(data: bytes) -> dict[bytes, bytes]:
     return props
 
 
-class _Channel(asyncio.Protocol):
-    """One channel's connection: handshake, framing, reconnects."""
+class _Link(asyncio.Protocol):
+    """One TCP connection of a channel; the channel outlives its connections (reconnects)."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self.channel = channel
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.channel.attach(self, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.channel.link is self:
+            self.channel.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.channel.detach(self, exc)
+
+
+class _Channel:
+    """One channel: handshake, framing, reconnects."""
 
     def __init__(self, owner: ZMTPKernelSockets, channel: str, host: str, port: int, socket_type: str,
                  identity: bytes | None) -> None:
@@ -110,6 +130,7 @@ class _Channel(asyncio.Protocol):
         self.socket_type = socket_type
         self.identity = identity
         self.transport: asyncio.Transport | None = None
+        self.link: _Link | None = None
         self.ready = False
         self.closed = False
         # Messages queued before the handshake completed: (pieces, size).
@@ -122,23 +143,40 @@ class _Channel(asyncio.Protocol):
         self._connector: asyncio.Task[None] | None = None
 
     # -- connection management -----------------------------------------------------
-    def start(self) -> None:
-        self._connector = asyncio.get_running_loop().create_task(self._connect(), name=f"zmtp-{self.channel}")
+    def start(self, delay: float = 0.0) -> None:
+        self._connector = asyncio.get_running_loop().create_task(self._connect(delay), name=f"zmtp-{self.channel}")
 
-    async def _connect(self) -> None:
+    async def _connect(self, delay: float = 0.0) -> None:
         loop = asyncio.get_running_loop()
+        if delay:
+            await asyncio.sleep(delay)
         while not self.closed:
             try:
-                await loop.create_connection(lambda: self, self.host, self.port)
-                return
+                _, link = await loop.create_connection(lambda: _Link(self), self.host, self.port)
+                if self.link is link:
+                    return
+                # Refused in `attach` (a self-connect): try again.
             except OSError:
-                await asyncio.sleep(RECONNECT_INTERVAL)
+                pass
+            await asyncio.sleep(RECONNECT_INTERVAL)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        if self.closed:
+    def attach(self, link: _Link, transport: asyncio.Transport) -> None:
+        """Adopt a new connection (or refuse it), and start the handshake."""
+        if self.closed or self.link is not None:
             transport.abort()
             return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.getsockname() == sock.getpeername():
+            # TCP self-connect: retrying a port nobody listens on yet can draw
+            # that same port as the ephemeral source port, and the socket then
+            # connects to itself — holding the port the starting kernel is
+            # about to bind (it dies with "Address already in use").  Let go
+            # of it at once — with a zero linger, so no TIME_WAIT keeps the
+            # port — and `_connect` tries again.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            return
+        self.link = link
         self.transport = transport
         self.ready = False
         self._greeted = False
@@ -147,12 +185,17 @@ class _Channel(asyncio.Protocol):
         self._parts = []
         transport.write(_GREETING + ready_command(self.socket_type, self.identity))
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def detach(self, link: _Link, exc: Exception | None) -> None:
+        """A connection ended; reconnect if it was the channel's own."""
+        if link is not self.link:
+            return  # a connection refused in `attach`; its connector retries
+        self.link = None
         self.transport = None
         self.ready = False
         if not self.closed:
             log.info("Kernel %s connection lost (%s); reconnecting", self.channel, exc or "closed by kernel")
-            self.start()
+            # Not at once: a peer that accepts and drops must not become a busy loop.
+            self.start(RECONNECT_INTERVAL)
 
     def close(self) -> None:
         self.closed = True
@@ -162,6 +205,7 @@ class _Channel(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
+        self.link = None
 
     # -- sending ---------------------------------------------------------------------
     def queued_bytes(self) -> int:
@@ -171,7 +215,7 @@ class _Channel(asyncio.Protocol):
 
     def send(self, pieces: list[bytes], size: int) -> None:
         if self.queued_bytes() + size > MAX_PENDING_BYTES:
-            raise zmq.Again("kernel channel send queue is full")
+            raise zmq.Again()  # what a full libzmq queue raises; the caller reports it
         if self.transport is not None and self.ready:
             self.transport.write(b"".join(pieces))
         else:

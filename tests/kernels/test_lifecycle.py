@@ -130,7 +130,7 @@ async def test_idle_kernel_is_culled_but_not_while_connected(strict_server):
             deadline = time.monotonic() + 30
             while http.get(f"/api/kernels/{idle}").status_code != 404 and time.monotonic() < deadline:
                 await asyncio.sleep(0.3)
-            assert http.get(f"/api/kernels/{idle}").status_code == 404
+            assert http.get(f"/api/kernels/{idle}").status_code == 404, (http.get(f"/api/kernels/{idle}").json(), strict_server.log()[-4000:])
             assert "Culling kernel" in strict_server.log()
             # Connected kernels are kept (cull_connected is off).
             assert http.get(f"/api/kernels/{watched}").status_code == 200

@@ -192,7 +192,7 @@ async def test_prewarm_starts_one_kernel_that_the_next_session_takes(tmp_path):
         (tmp_path / "work").mkdir()
         kid = await registry.start_kernel(cwd=str(tmp_path / "work"), env={"JPY_SESSION_NAME": "work/nb.ipynb"})
         assert kid == warm[0].id
-        reply = await registry.get(kid).run_silent("assert __import__('os').getcwd() == %r" % str(tmp_path / "work"), 60)
+        reply = await registry.get(kid).run_silent(f"assert __import__('os').getcwd() == {str(tmp_path / 'work')!r}", 60)
         assert reply["status"] == "ok"
         # Taken, not replaced: pool_size is 0.
         await asyncio.sleep(0.5)

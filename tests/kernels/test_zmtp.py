@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,18 +23,23 @@ import pytest
 import zmq
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
-
-from tests.kernels.conftest import start_kernel, start_kernel_server
-from tests.kernels.wsclient import KernelWS
 from zasperhub.platform.kernels.kernel import make_message
 from zasperhub.platform.kernels.signing import Signer
-from zasperhub.platform.kernels.zmqio import DELIMITER, KernelSockets, open_kernel_sockets
+from zasperhub.platform.kernels.zmqio import (
+    DELIMITER,
+    KernelSockets,
+    open_kernel_sockets,
+)
 from zasperhub.platform.kernels.zmtp import (
     ZMTPKernelSockets,
+    _Link,
     encode_frame,
     parse_properties,
     ready_command,
 )
+
+from tests.kernels.conftest import start_kernel, start_kernel_server
+from tests.kernels.wsclient import KernelWS
 
 
 class Peer:
@@ -94,13 +100,13 @@ def execute_content(code: str, allow_stdin: bool = False) -> dict[str, Any]:
 
 
 async def kernel_info_until_ready(peer: Peer, timeout: float = 60) -> None:
-    """kernel_info until both the reply and iopub traffic arrived (the SUB is live)."""
+    """kernel_info until both the reply and its iopub status arrived (the SUB is live)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg_id = peer.send("shell", "kernel_info_request", {})
         try:
             await peer.reply_to(msg_id, "kernel_info_reply", timeout=5)
-            await peer.wait(lambda ch, h, p, c: ch == "iopub", timeout=1)
+            await peer.wait(lambda ch, h, p, c, sent=msg_id: ch == "iopub" and p.get("msg_id") == sent, timeout=1)
             return
         except TimeoutError:
             continue
@@ -330,3 +336,57 @@ async def test_server_over_zmtp(zmtp_server, wire):
         finally:
             await again.close()
             http.delete(f"/api/kernels/{kid}")
+
+
+async def test_sends_before_the_kernel_listens_are_bounded():
+    """Messages wait for the handshake up to MAX_PENDING_BYTES; beyond it send raises zmq.Again."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the probe is closed
+    info = {"transport": "tcp", "ip": "127.0.0.1", "shell_port": port, "iopub_port": port, "control_port": port, "stdin_port": port}
+    sockets = ZMTPKernelSockets(info, b"id", lambda ch, parts: None, lambda: None)
+    try:
+        chunk = b"x" * (8 * 1024 * 1024)
+        sent = 0
+        with pytest.raises(zmq.Again):
+            for _ in range(20):
+                sockets.send("shell", b"sig", [b"{}", b"{}", b"{}", chunk])
+                sent += 1
+        assert sent == 7  # 7 × 8 MiB fit under the 64 MiB cap, the 8th does not
+        sockets.send("control", b"sig", [b"{}", b"{}", b"{}", b"{}"])  # other channels are unaffected
+    finally:
+        sockets.close()
+    with pytest.raises(ConnectionError):
+        sockets.send("shell", b"sig", [b"{}", b"{}", b"{}", b"{}"])
+
+
+async def test_self_connect_releases_the_port_for_the_kernel():
+    """A connection that landed on its own port (TCP self-connect) is dropped, so the kernel can bind it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ctx = zmq.asyncio.Context()
+    router = ctx.socket(zmq.ROUTER)
+    spare = ctx.socket(zmq.ROUTER)
+    pub = ctx.socket(zmq.PUB)
+    others = [spare.bind_to_random_port("tcp://127.0.0.1") for _ in range(2)]
+    info = {"transport": "tcp", "ip": "127.0.0.1", "shell_port": port, "iopub_port": pub.bind_to_random_port("tcp://127.0.0.1"),
+            "control_port": others[0], "stdin_port": others[1]}
+    sockets = ZMTPKernelSockets(info, b"client-id", lambda ch, parts: None, lambda: None)
+    try:
+        shell = sockets.channels["shell"]
+        # Force what chance produces while a kernel starts: source port == destination port.
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            lambda: _Link(shell), "127.0.0.1", port, local_addr=("127.0.0.1", port)
+        )
+        assert transport.is_closing() and not shell.ready
+        await asyncio.sleep(0.05)
+        router.bind(f"tcp://127.0.0.1:{port}")  # the "kernel" gets its port
+        sockets.send("shell", b"sig", [b"{}", b"{}", b"{}", b"{}"])
+        frames = await asyncio.wait_for(router.recv_multipart(), 10)
+        assert frames == [b"client-id", DELIMITER, b"sig", b"{}", b"{}", b"{}", b"{}"]
+    finally:
+        sockets.close()
+        for s in (router, spare, pub):
+            s.close(linger=0)
+        ctx.term()
