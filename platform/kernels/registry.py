@@ -126,8 +126,12 @@ class KernelRegistry(LoggingConfigurable):
     )
     max_message_bytes = Int(64 * 1024 * 1024, config=True, help="Largest WebSocket frame a client may send.")
 
+    # 5, not 10: measured at 32×10 / 64×10 (benchmarks/RESULTS.md), nice 10
+    # starved the kernels (0.42× Jupyter Server's replies/s), nice 0 let
+    # 64 busy kernels starve the API (/api/status p99 2.9 s); 5 kept the API
+    # under 0.3 s and most of the throughput.
     kernel_niceness = Int(
-        10, config=True,
+        5, config=True,
         help="Nice increment for kernel processes over the server's own (0: same priority), applied once a kernel "
         "answers its first kernel_info (its start-up keeps the server's priority).  Kernels that saturate the "
         "CPU then still leave the server, which routes their traffic and answers the API, its share.",

@@ -95,6 +95,8 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
 
     async def get(self, kernel_id: str) -> None:  # type: ignore[override]
         registry = self.zasper.kernel_registry
+        if registry.closing:  # a stopping server, not a missing kernel: clients should retry
+            raise web.HTTPError(503, "The server is shutting down")
         try:
             kernel = registry.get(kernel_id)
         except KeyError:
@@ -103,7 +105,8 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         if not await kernel.wait_ready(registry.kernel_info_timeout):
             log.warning("Kernel %s is not answering kernel_info; connecting anyway", kernel_id)
         if kernel.shutting_down:
-            raise web.HTTPError(404, f"Kernel was shut down: {kernel_id}")
+            code = 503 if registry.closing else 404
+            raise web.HTTPError(code, f"Kernel was shut down: {kernel_id}")
         self.kernel = kernel
         self.kernel_id = kernel_id
         self.session_id = self.get_query_argument("session_id", "") or ""

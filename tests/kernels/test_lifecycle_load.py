@@ -59,16 +59,16 @@ async def test_kernels_run_below_the_server_also_after_restart(kserver, http):
         client = await KernelWS.connect(kserver, kid)
         try:
             pid = await _pid(client)
-            _check_priority(pid, kserver.proc.pid, 10)  # the default KernelRegistry.kernel_niceness
+            _check_priority(pid, kserver.proc.pid, 5)  # the default KernelRegistry.kernel_niceness
             # Threads the kernel starts later inherit it.
             await client.execute("import threading; threading.Thread(target=lambda: __import__('time').sleep(30), daemon=True).start()")
             assert len(psutil.Process(pid).threads()) > 1
-            _check_priority(pid, kserver.proc.pid, 10)
+            _check_priority(pid, kserver.proc.pid, 5)
             r = http.post(f"/api/kernels/{kid}/restart")
             assert r.status_code == 200, r.text
             new_pid = await _pid(client)
             assert new_pid != pid
-            _check_priority(new_pid, kserver.proc.pid, 10)
+            _check_priority(new_pid, kserver.proc.pid, 5)
         finally:
             await client.close()
     finally:
@@ -160,6 +160,8 @@ async def test_requests_during_shutdown_get_503_not_404(tmp_path):
             assert seen and seen[-1] == 503, seen
             assert http.get(f"/api/sessions/{sid}").status_code == 503
             assert http.delete(f"/api/kernels/{kid}").status_code == 503
+            # The channels route says the same before any upgrade is attempted.
+            assert http.get(f"/api/kernels/{kid}/channels").status_code == 503
             r = http.post("/api/kernels", json={"name": "python3"})
             assert r.status_code == 503 and "shutting down" in r.json()["message"]
             srv.proc.wait(60)
