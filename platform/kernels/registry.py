@@ -17,7 +17,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Float, Int, Unicode, default
+from traitlets import Bool, Enum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 from zasperhub.platform.kernels import memory
 from zasperhub.platform.kernels.pool import KernelPool
@@ -130,6 +130,12 @@ class KernelRegistry(LoggingConfigurable):
     # starved the kernels (0.42× Jupyter Server's replies/s), nice 0 let
     # 64 busy kernels starve the API (/api/status p99 2.9 s); 5 kept the API
     # under 0.3 s and most of the throughput.
+    kernel_transport = Enum(
+        ["", "pyzmq", "zmtp"], "", config=True,
+        help="How the server talks to tcp kernels: 'pyzmq' (libzmq, the default) or 'zmtp' (the ZMQ wire "
+        "protocol spoken on the event loop; less CPU per message, experimental).  Empty: the "
+        "ZASPERHUB_KERNEL_TRANSPORT environment variable, else pyzmq.",
+    )
     kernel_niceness = Int(
         5, config=True,
         help="Nice increment for kernel processes over the server's own (0: same priority), applied once a kernel "
