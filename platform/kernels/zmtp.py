@@ -104,6 +104,9 @@ class _Link(asyncio.Protocol):
     def __init__(self, channel: _Channel) -> None:
         self.channel = channel
         self.transport: asyncio.Transport | None = None
+        # Set once the channel adopted this connection, even if it is lost
+        # again before the connector resumes: that connector is then done.
+        self.adopted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -153,7 +156,9 @@ class _Channel:
         while not self.closed:
             try:
                 _, link = await loop.create_connection(lambda: _Link(self), self.host, self.port)
-                if self.link is link:
+                if link.adopted:
+                    # Adopted; if it was already lost, `detach` started a new
+                    # connector — two would keep opening competing connections.
                     return
                 # Refused in `attach` (a self-connect): try again.
             except OSError:
@@ -177,6 +182,7 @@ class _Channel:
             transport.abort()
             return
         self.link = link
+        link.adopted = True
         self.transport = transport
         self.ready = False
         self._greeted = False
