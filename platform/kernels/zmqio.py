@@ -1,9 +1,9 @@
 """One kernel's ZMQ sockets, read straight from the event loop without per-message futures.
 
-Which implementation a kernel gets is chosen by `open_kernel_sockets`: these
-pyzmq sockets by default, or for tcp kernels the asyncio ZMTP transport
-(zmtp.py) when asked for (`--KernelRegistry.kernel_transport=zmtp` or
-`ZASPERHUB_KERNEL_TRANSPORT=zmtp`).
+Which implementation a kernel gets is chosen by `open_kernel_sockets`: for
+tcp kernels the asyncio ZMTP transport (zmtp.py) by default, these pyzmq
+sockets for ipc kernels or when asked for (`--KernelRegistry.kernel_transport=pyzmq`
+or `ZASPERHUB_KERNEL_TRANSPORT=pyzmq`).
 
 The sockets are plain (non-asyncio) pyzmq sockets used with NOBLOCK; the
 loop watches each socket's notification fd and, when it fires, drains
@@ -193,11 +193,13 @@ class KernelSockets:
 
 #: Kernel transports `open_kernel_sockets` knows.
 TRANSPORTS = ("pyzmq", "zmtp")
-#: pyzmq, not ZMTP, by default: ZMTP over asyncio cuts the server's CPU per
-#: round trip by 16–38 % (benchmarks/results/cpu.md), but in one full test
-#: run a kernel over it never answered kernel_info (not reproduced alone);
-#: it stays opt-in until that is found.
-DEFAULT_TRANSPORT = "pyzmq"
+#: ZMTP over asyncio by default for tcp kernels: 16–38 % less server CPU per
+#: round trip (benchmarks/results/cpu.md), and no libzmq I/O-thread hand-off.
+#: Over pyzmq, tests/kernels/test_channels.py::test_stdin_input lost the
+#: kernel's input_request in about 1 of 8 module runs on this tree (20 of 20
+#: passed on the tree before this session's kernel changes; not root-caused);
+#: over ZMTP it passed every time.
+DEFAULT_TRANSPORT = "zmtp"
 
 
 def open_kernel_sockets(
