@@ -32,7 +32,7 @@ import zmq
 from zasperhub.platform.kernels.codec import FrameError
 from zasperhub.platform.kernels.replay import ReplayBuffer
 from zasperhub.platform.kernels.signing import Signer
-from zasperhub.platform.kernels.zmqio import KernelSockets, open_kernel_sockets
+from zasperhub.platform.kernels.zmqio import KernelSockets, open_kernel_sockets, wait_listening
 from zasperhub.platform.web.util import isoformat_z
 
 if TYPE_CHECKING:
@@ -144,6 +144,7 @@ class ManagedKernel:
     async def start(self, cwd: str, env: dict[str, str]) -> None:
         """Launch the kernel, connect the sockets, start the monitor."""
         await self.manager.start_kernel(cwd=cwd, env=env)
+        await wait_listening(self.manager.get_connection_info(session=False))
         self._open_sockets()
         self._monitor_task = asyncio.create_task(self._monitor(), name=f"kernel-monitor-{self.id}")
 
@@ -273,6 +274,7 @@ class ManagedKernel:
             self._close_sockets()
             await self.manager.restart_kernel(now=now)
             self.execution_state = "starting"
+            await wait_listening(self.manager.get_connection_info(session=False))
             self._open_sockets()
         finally:
             self._busy_lifecycle = False

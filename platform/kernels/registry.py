@@ -132,9 +132,9 @@ class KernelRegistry(LoggingConfigurable):
     # under 0.3 s and most of the throughput.
     kernel_transport = Enum(
         ["", "pyzmq", "zmtp"], "", config=True,
-        help="How the server talks to tcp kernels: 'zmtp' (the ZMQ wire protocol spoken on the event loop, "
-        "the default; less CPU per message) or 'pyzmq' (libzmq).  Empty: the "
-        "ZASPERHUB_KERNEL_TRANSPORT environment variable, else zmtp.",
+        help="How the server talks to tcp kernels: 'pyzmq' (libzmq, the default) or 'zmtp' (the ZMQ wire "
+        "protocol spoken on the event loop; less CPU per message, experimental).  Empty: the "
+        "ZASPERHUB_KERNEL_TRANSPORT environment variable, else pyzmq.",
     )
     kernel_niceness = Int(
         5, config=True,
