@@ -32,7 +32,11 @@ import zmq
 from zasperhub.platform.kernels.codec import FrameError
 from zasperhub.platform.kernels.replay import ReplayBuffer
 from zasperhub.platform.kernels.signing import Signer
-from zasperhub.platform.kernels.zmqio import KernelSockets, open_kernel_sockets, wait_listening
+from zasperhub.platform.kernels.zmqio import (
+    KernelSockets,
+    open_kernel_sockets,
+    wait_listening,
+)
 from zasperhub.platform.web.util import isoformat_z
 
 if TYPE_CHECKING:

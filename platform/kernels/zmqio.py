@@ -60,14 +60,36 @@ _recv = _BackendSocket.recv
 MessageCallback = Callable[[str, list[bytes]], None]
 
 
+def deliver_frames(on_message: MessageCallback, channel: str, frames: list[bytes]) -> None:
+    """Strip the routing prefix of a kernel message and hand the rest to `on_message`.
+
+    Shared by both transports; a bad message is logged and dropped, never
+    allowed to stop the reader.
+    """
+    try:
+        index = frames.index(DELIMITER)
+    except ValueError:
+        log.warning("Dropping %s message without delimiter from kernel", channel)
+        return
+    try:
+        on_message(channel, frames[index + 1 :])
+    except Exception:
+        log.exception("Error handling %s message from kernel", channel)
+
+
+def tcp_host(info: dict[str, Any]) -> str:
+    """The address to reach a tcp kernel at (a kernel bound to every interface is reached locally)."""
+    ip = info.get("ip", "127.0.0.1")
+    return "127.0.0.1" if ip in ("0.0.0.0", "") else ip
+
+
 def channel_url(info: dict[str, Any], channel: str) -> str:
     """The ZMQ endpoint of a channel from a kernel's connection info."""
     transport = info.get("transport", "tcp")
     ip = info.get("ip", "127.0.0.1")
     port = info[f"{channel}_port"]
     if transport == "tcp":
-        if ip in ("0.0.0.0", ""):
-            ip = "127.0.0.1"
+        ip = tcp_host(info)
         if ":" in ip:
             ip = f"[{ip}]"
         return f"tcp://{ip}:{port}"
@@ -138,15 +160,7 @@ class KernelSockets:
                 if not self._closed:
                     log.warning("Receiving on %s failed: %s", channel, e)
                 return
-            try:
-                index = parts.index(DELIMITER)
-            except ValueError:
-                log.warning("Dropping %s message without delimiter from kernel", channel)
-                continue
-            try:
-                self._on_message(channel, parts[index + 1 :])
-            except Exception:  # one bad message must not stop the reader
-                log.exception("Error handling %s message from kernel", channel)
+            deliver_frames(self._on_message, channel, parts)
             if self._closed:
                 return
         self._loop.call_soon(self._drain, channel)
@@ -207,7 +221,7 @@ async def wait_listening(info: dict[str, Any], timeout: float = 30.0) -> None:
     """
     if info.get("transport", "tcp") != "tcp":
         return
-    host = channel_url(info, "shell")[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    host = tcp_host(info)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     for channel in ("shell", "iopub", "stdin", "control"):

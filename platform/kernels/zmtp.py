@@ -35,7 +35,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
-from zasperhub.platform.kernels.zmqio import DELIMITER, MessageCallback
+from zasperhub.platform.kernels.zmqio import (
+    DELIMITER,
+    MessageCallback,
+    deliver_frames,
+    tcp_host,
+)
 
 log = logging.getLogger("zasperhub.kernels")
 
@@ -333,9 +338,7 @@ class ZMTPKernelSockets:
         self._on_message = on_message
         self._on_batch_end = on_batch_end
         self._closed = False
-        host = info.get("ip", "127.0.0.1")
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
+        host = tcp_host(info)
         self.channels: dict[str, _Channel] = {}
         for channel in self.CHANNELS:
             sub = channel == "iopub"
@@ -346,15 +349,7 @@ class ZMTPKernelSockets:
             chan.start()
 
     def deliver(self, channel: str, frames: list[bytes]) -> None:
-        try:
-            index = frames.index(DELIMITER)
-        except ValueError:
-            log.warning("Dropping %s message without delimiter from kernel", channel)
-            return
-        try:
-            self._on_message(channel, frames[index + 1 :])
-        except Exception:  # one bad message must not stop the reader
-            log.exception("Error handling %s message from kernel", channel)
+        deliver_frames(self._on_message, channel, frames)
 
     def batch_done(self) -> None:
         if self._closed:

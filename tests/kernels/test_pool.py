@@ -175,65 +175,65 @@ async def _wait_warm(registry, ready: int, timeout: float = 120):
     raise AssertionError(f"no warm kernel within {timeout}s")
 
 
-async def test_prewarm_starts_one_kernel_that_the_next_session_takes(tmp_path):
+@pytest.fixture
+async def bare_registry(tmp_path):
+    """A registry in this process (no server), and the kernel processes that existed before it.
+
+    Teardown shuts it down and checks that none of its kernels outlived it.
+    """
     from zasperhub.platform.kernels.registry import KernelRegistry
 
     before = _kernel_children()
     registry = KernelRegistry(root_dir=str(tmp_path))
     try:
-        registry.prewarm()
-        registry.prewarm()  # idempotent: still one
-        warm = await _wait_warm(registry, 1)
-        registry.prewarm()
-        registry.prewarm("python3")
-        await asyncio.sleep(0.5)
-        assert [k.id for k in registry.warm_kernels()] == [warm[0].id]
-        assert len(_kernel_children() - before) == 1
-        (tmp_path / "work").mkdir()
-        kid = await registry.start_kernel(cwd=str(tmp_path / "work"), env={"JPY_SESSION_NAME": "work/nb.ipynb"})
-        assert kid == warm[0].id
-        reply = await registry.get(kid).run_silent(f"assert __import__('os').getcwd() == {str(tmp_path / 'work')!r}", 60)
-        assert reply["status"] == "ok"
-        # Taken, not replaced: pool_size is 0.
-        await asyncio.sleep(0.5)
-        assert registry.warm_kernels() == []
+        yield registry, before
     finally:
         await registry.shutdown_all()
     assert _kernel_children() - before == set()
 
 
-async def test_unused_warm_kernel_is_shut_down_after_the_timeout(tmp_path):
-    from zasperhub.platform.kernels.registry import KernelRegistry
-
-    before = _kernel_children()
-    registry = KernelRegistry(root_dir=str(tmp_path))
-    try:
-        registry.prewarm()
-        warm = await _wait_warm(registry, 1)
-        # A call while the warm kernel waits restarts its clock, now a short one.
-        registry.prewarm_timeout = 0.5
-        registry.prewarm()
-        pid = warm[0].pid
-        assert pid in _kernel_children()
-        for _ in range(300):
-            if not registry.warm_kernels() and not psutil.pid_exists(pid):
-                break
-            await asyncio.sleep(0.1)
-        assert registry.warm_kernels() == []
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        # Expired warm kernels are never handed out; a later session starts normally.
-        kid = await registry.start_kernel()
-        assert kid != warm[0].id
-    finally:
-        await registry.shutdown_all()
-    assert _kernel_children() - before == set()
+async def test_prewarm_starts_one_kernel_that_the_next_session_takes(bare_registry, tmp_path):
+    registry, before = bare_registry
+    registry.prewarm()
+    registry.prewarm()  # idempotent: still one
+    warm = await _wait_warm(registry, 1)
+    registry.prewarm()
+    registry.prewarm("python3")
+    await asyncio.sleep(0.5)
+    assert [k.id for k in registry.warm_kernels()] == [warm[0].id]
+    assert len(_kernel_children() - before) == 1
+    (tmp_path / "work").mkdir()
+    kid = await registry.start_kernel(cwd=str(tmp_path / "work"), env={"JPY_SESSION_NAME": "work/nb.ipynb"})
+    assert kid == warm[0].id
+    reply = await registry.get(kid).run_silent(f"assert __import__('os').getcwd() == {str(tmp_path / 'work')!r}", 60)
+    assert reply["status"] == "ok"
+    # Taken, not replaced: pool_size is 0.
+    await asyncio.sleep(0.5)
+    assert registry.warm_kernels() == []
 
 
-async def test_prewarm_unknown_kernelspec_or_exit_while_starting_leaks_nothing(tmp_path):
-    from zasperhub.platform.kernels.registry import KernelRegistry
+async def test_unused_warm_kernel_is_shut_down_after_the_timeout(bare_registry):
+    registry, _ = bare_registry
+    registry.prewarm()
+    warm = await _wait_warm(registry, 1)
+    # A call while the warm kernel waits restarts its clock, now a short one.
+    registry.prewarm_timeout = 0.5
+    registry.prewarm()
+    pid = warm[0].pid
+    assert pid in _kernel_children()
+    for _ in range(300):
+        if not registry.warm_kernels() and not psutil.pid_exists(pid):
+            break
+        await asyncio.sleep(0.1)
+    assert registry.warm_kernels() == []
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    # Expired warm kernels are never handed out; a later session starts normally.
+    kid = await registry.start_kernel()
+    assert kid != warm[0].id
 
-    before = _kernel_children()
-    registry = KernelRegistry(root_dir=str(tmp_path))
+
+async def test_prewarm_unknown_kernelspec_or_exit_while_starting_leaks_nothing(bare_registry):
+    registry, before = bare_registry
     registry.prewarm("no-such-kernelspec")
     await asyncio.sleep(1)
     assert registry.warm_kernels() == []
