@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,15 +36,11 @@ import httpx
 import psutil
 import websockets
 
+from benchmarks.servers import free_port
+
 TOKEN = "startup-bench-7c1d"
 MB = 1024 * 1024
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(server: str, port: int, root: Path, extra: list[str]) -> list[str]:

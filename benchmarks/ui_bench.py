@@ -23,7 +23,6 @@ import json
 import os
 import platform as std_platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.servers import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "platform" / "ui" / "dist"
 TOKEN = "ui-bench-token-7c1d"
@@ -40,12 +41,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +29,8 @@ from zasperhub.auth.hub_client import (
     parse_scopes,
     scope_covers,
 )
+
+from tests.support.ports import free_port
 
 ALICE_SCOPE = "access:servers!server=alice/"
 
@@ -76,12 +77,6 @@ class TokenHandler(web.RequestHandler):
             self.finish({"error": "invalid_grant", "error_description": "Invalid code"})
             return
         self.finish({"access_token": issued[0], "token_type": "Bearer"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env_for(port: int, **extra: str) -> dict[str, str]:
