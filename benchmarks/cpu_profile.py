@@ -103,7 +103,14 @@ class Strace:
                     m = re.match(r"(\w+)\(", line)
                     if m:
                         calls[m.group(1)] = calls.get(m.group(1), 0) + 1
-            os.unlink(os.path.join(directory, name))
+                        # A wait with a non-zero timeout is where the thread can sleep: a wake-up.
+                        w = re.match(r"(?:epoll_wait|epoll_pwait|poll)\(.*, (-?\d+)\) = ", line)
+                        if w and w.group(1) != "0":
+                            calls["(sleeping waits)"] = calls.get("(sleeping waits)", 0) + 1
+            if os.environ.get("CPU_PROFILE_KEEP_STRACE"):
+                os.replace(os.path.join(directory, name), f"/tmp/strace-{tid}.txt")
+            else:
+                os.unlink(os.path.join(directory, name))
             result["main" if tid == str(self.pid) else f"thread:{tid}"] = calls
         return result
 

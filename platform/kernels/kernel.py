@@ -159,7 +159,12 @@ class ManagedKernel:
             key = key.encode("utf-8")
         self._signer = Signer(key, info.get("signature_scheme", "hmac-sha256"))
         self._sockets = open_kernel_sockets(
-            info, self._identity, self._on_kernel_message, self._flush_clients, getattr(self.registry, "kernel_transport", None)
+            info,
+            self._identity,
+            self._on_kernel_message,
+            self._flush_clients,
+            getattr(self.registry, "kernel_transport", None),
+            getattr(self.registry, "read_gate", None),
         )
         self._ready.clear()
         self._kernel_info_seen = self._iopub_seen = False
@@ -184,7 +189,8 @@ class ManagedKernel:
         without a reply (fixed, no back-off: a kernel that is up answers in
         milliseconds, and a request sent while it was still starting may be
         lost); stray duplicate replies go to the server's session and are
-        dropped here.
+        dropped here.  A kernel still silent after `kernel_info_timeout` is
+        stopped, so the monitor restarts it (or reports it dead).
         """
         deadline = time.monotonic() + self.registry.kernel_info_timeout
         while not self._ready.is_set() and time.monotonic() < deadline:
@@ -205,8 +211,20 @@ class ManagedKernel:
             if not self._ready.is_set():
                 # Replied, but the iopub subscription was not live yet.
                 await asyncio.sleep(0.1)
-        if not self._ready.is_set() and not self.shutting_down:
-            log.warning("Kernel %s did not answer kernel_info within %.0fs", self.id, self.registry.kernel_info_timeout)
+        if self._ready.is_set() or self.shutting_down or self._sockets is None:
+            return
+        # Alive but deaf, e.g. an ipykernel whose iopub port another process
+        # took between the port pick and its bind: it then hangs for ever in
+        # Context.term() at exit (the unbound socket is never closed), so the
+        # monitor never sees it die.  Stopped here, the monitor restarts it
+        # (on new ports: `_on_death`) or, past the restart limit, reports it dead.
+        log.warning("Kernel %s did not answer kernel_info within %.0fs; stopping it", self.id, self.registry.kernel_info_timeout)
+        provisioner = self.manager.provisioner
+        if provisioner is not None and provisioner.has_process:
+            try:
+                await provisioner.kill()
+            except Exception:  # the monitor's liveness check decides what happens next
+                log.exception("Stopping unresponsive kernel %s failed", self.id)
 
     async def wait_ready(self, timeout: float) -> bool:
         """True once the kernel answered; False after `timeout` seconds."""
@@ -269,14 +287,20 @@ class ManagedKernel:
         await self.manager.interrupt_kernel()
         self.last_activity = time.time()
 
-    async def restart(self, now: bool = False) -> None:
-        """Restart the kernel process; clients are told `restarting` first."""
+    async def restart(self, now: bool = False, new_ports: bool = False) -> None:
+        """Restart the kernel process; clients are told `restarting` first.
+
+        `new_ports`: launch on newly picked ports, not the previous ones (the
+        old process is then killed, not asked to shut down over its ports).
+        """
         self._busy_lifecycle = True
         try:
             self.broadcast_status("restarting")
             self.execution_state = "restarting"
             self._close_sockets()
-            await self.manager.restart_kernel(now=now)
+            if new_ports:
+                self._forget_ports()
+            await self.manager.restart_kernel(now=now or new_ports)
             self.execution_state = "starting"
             await wait_listening(self.manager.get_connection_info(session=False))
             self._open_sockets()
@@ -285,6 +309,19 @@ class ManagedKernel:
         if not await self.wait_ready(self.registry.kernel_info_timeout):
             log.warning("Kernel %s restarted but is not answering yet", self.id)
         self.last_activity = time.time()
+
+    def _forget_ports(self) -> None:
+        """Have the next launch pick new tcp ports (and write a new connection file)."""
+        manager = self.manager
+        if manager.transport != "tcp":
+            return
+        # jupyter_client's LocalProvisioner picks ports once and reuses them on
+        # restarts unless told they are no longer cached.
+        if getattr(manager.provisioner, "ports_cached", False):
+            manager.provisioner.ports_cached = False  # type: ignore[union-attr]
+        for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+            setattr(manager, name, 0)
+        manager.cleanup_connection_file()
 
     async def shutdown(self, now: bool = False, reason: str = "kernel shut down") -> None:
         """Close clients and sockets, then stop the process and remove its files."""
@@ -338,7 +375,9 @@ class ManagedKernel:
             self._restarts.append(now)
             log.warning("Kernel %s died; restarting (%d of %d within %.0fs)", self.id, len(self._restarts), self.registry.restart_limit, window)
             try:
-                await self.restart(now=True)
+                # Dead before it ever answered: one of its ports may belong to
+                # another process now (see `_nudge`), so the same ports would fail again.
+                await self.restart(now=True, new_ports=not self._ready.is_set())
                 return
             except Exception:
                 log.exception("Restarting dead kernel %s failed", self.id)
@@ -400,11 +439,16 @@ class ManagedKernel:
                 raise ConnectionError(f"kernel is {self.execution_state} and {MAX_HELD_MESSAGES} messages are waiting; message dropped")
             self._held.append((channel, [bytes(p) for p in parts]))
             return
+        sockets = self._sockets
         try:
-            self._sockets.send(channel, self._signer.sign(parts), parts)
+            sockets.send(channel, self._signer.sign(parts), parts)
         except zmq.Again:
             raise ConnectionError("kernel is not reading its input; message dropped") from None
         self.last_activity = time.time()
+        gate = self.registry.read_gate
+        if gate.enabled:
+            # Outputs are coming, then an answer: read them in one wake-up (coalesce.py).
+            gate.hold_for_reply(sockets)
 
     def _release_held(self) -> None:
         held, self._held = self._held, []

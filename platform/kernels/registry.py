@@ -20,6 +20,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 from zasperhub.platform.kernels import memory
+from zasperhub.platform.kernels.coalesce import ReadGate
 from zasperhub.platform.kernels.pool import KernelPool
 from zasperhub.platform.kernels.replay import ReplayBudget
 
@@ -142,6 +143,14 @@ class KernelRegistry(LoggingConfigurable):
         "answers its first kernel_info (its start-up keeps the server's priority).  Kernels that saturate the "
         "CPU then still leave the server, which routes their traffic and answers the API, its share.",
     )
+    read_coalesce_ms = Float(
+        50.0, config=True,
+        help="Longest time (ms) a kernel's outputs are left unread after a request is forwarded to it.  They "
+        "are read, in one event-loop wake-up and before it, when the kernel's answer arrives (execute_reply, "
+        "input_request), which is not delayed; a cell running longer gets its outputs at this deadline.  "
+        "0: read every message the moment it arrives.  Wake-ups, not bytes, are most of the server's CPU "
+        "per round trip; see platform/kernels/coalesce.py.",
+    )
     malloc_arena_max = Int(
         2, config=True,
         help="Cap on glibc malloc arenas in the server process (0: glibc default, 8 per core); fewer arenas "
@@ -188,6 +197,7 @@ class KernelRegistry(LoggingConfigurable):
         #: True once shutdown_all began: requests for kernels get 503, not 404.
         self.closing = False
         self.replay_budget = ReplayBudget(self.replay_total_bytes)
+        self.read_gate = ReadGate(self.read_coalesce_ms / 1000.0)
         # Must happen before libzmq's and the executor's threads exist, which
         # are created on first kernel use (after this constructor).
         memory.limit_arenas(self.malloc_arena_max)
@@ -444,6 +454,7 @@ class KernelRegistry(LoggingConfigurable):
         for kernel_id, result in zip(kernels, results):
             if isinstance(result, BaseException) and not isinstance(result, KeyError):
                 self.log.error("Shutting down kernel %s failed: %s", kernel_id, result)
+        self.read_gate.close()
 
     # -- culling ---------------------------------------------------------------
     async def _cull_loop(self) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
+from zasperhub.platform.kernels.coalesce import ReadGate
 from zmq.backend import Socket as _BackendSocket
 
 log = logging.getLogger("zasperhub.kernels")
@@ -102,13 +103,25 @@ class KernelSockets:
     CHANNELS = ("shell", "control", "stdin", "iopub")
 
     def __init__(
-        self, info: dict[str, Any], identity: bytes, on_message: MessageCallback, on_batch_end: Callable[[], None]
+        self,
+        info: dict[str, Any],
+        identity: bytes,
+        on_message: MessageCallback,
+        on_batch_end: Callable[[], None],
+        gate: ReadGate | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._on_message = on_message
         # Called once per drained batch, so clients get one write per batch.
         self._on_batch_end = on_batch_end
-        self._closed = False
+        self._gate = gate
+        self.closed = False
+        # Held by the read gate (coalesce.py): iopub is not read until release().
+        self.held = False
+        self.hold_token = 0
+        self.free_until = 0.0
+        self._draining = False
+        self._fds: dict[str, int] = {}
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.sockets: dict[str, zmq.Socket] = {}
         for channel in self.CHANNELS:
@@ -127,23 +140,58 @@ class KernelSockets:
                 sock.sndhwm = 10_000
             sock.connect(channel_url(info, channel))
             self.sockets[channel] = sock
-            self._loop.add_reader(int(sock.getsockopt(zmq.FD)), self._drain, channel)
+            self._fds[channel] = fd = int(sock.getsockopt(zmq.FD))
+            self._loop.add_reader(fd, self._drain, channel)
+
+    def hold(self) -> None:
+        """Stop watching iopub (see coalesce.py); libzmq keeps queueing its messages."""
+        self.held = True
+        self._loop.remove_reader(self._fds["iopub"])
+
+    def release(self) -> None:
+        """Read the iopub messages that queued while held, then watch iopub again."""
+        self.held = False
+        if self.closed:
+            return
+        self._loop.add_reader(self._fds["iopub"], self._drain, "iopub")
+        # Edge-triggered fd: an edge that fired while held is gone, so drain now.
+        got = self._drain_batch("iopub")
+        if got and not self.closed and not self._draining:
+            self._batch_end("iopub")
 
     def _drain(self, channel: str) -> None:
-        if self._closed:
+        if self.closed:
             return
-        try:
-            self._drain_batch(channel)
-        finally:
-            if not self._closed:
-                try:
-                    self._on_batch_end()
-                except Exception:
-                    log.exception("Error flushing %s messages to clients", channel)
+        gate = self._gate
+        if channel == "iopub":
+            if self.held:
+                return
+        elif self.held and gate is not None:
+            # The kernel answered: its held outputs go to clients first.
+            self._draining = True
+            try:
+                gate.answer_arrived(self)
+            finally:
+                self._draining = False
+            if self.closed:
+                return
+        got = self._drain_batch(channel)
+        if self.closed:
+            return
+        self._batch_end(channel)
+        if got and channel == "iopub" and gate is not None:
+            gate.after_output(self)
 
-    def _drain_batch(self, channel: str) -> None:
+    def _batch_end(self, channel: str) -> None:
+        try:
+            self._on_batch_end()
+        except Exception:
+            log.exception("Error flushing %s messages to clients", channel)
+
+    def _drain_batch(self, channel: str) -> int:
+        """Receive and deliver up to a batch of messages; how many arrived."""
         sock = self.sockets[channel]
-        for _ in range(_BATCH):
+        for n in range(_BATCH):
             try:
                 # Receive until zmq.Again: one exception per wake-up is
                 # cheaper than an EVENTS query (two syscalls) per message.
@@ -155,21 +203,24 @@ class KernelSockets:
                     frame = _recv(sock, _NOBLOCK, False)
                     parts.append(frame.bytes)
             except zmq.Again:
-                return
+                return n
             except zmq.ZMQError as e:
-                if not self._closed:
+                if not self.closed:
                     log.warning("Receiving on %s failed: %s", channel, e)
-                return
+                return n
             deliver_frames(self._on_message, channel, parts)
-            if self._closed:
-                return
+            if self.closed:
+                return n + 1
         self._loop.call_soon(self._drain, channel)
+        return _BATCH
 
     def poke(self) -> None:
         """Drain any socket with pending input (insurance against a missed edge)."""
-        if self._closed:
+        if self.closed:
             return
         for channel, sock in self.sockets.items():
+            if channel == "iopub" and self.held:
+                continue
             try:
                 if int(sock.getsockopt(_EVENTS)) & _POLLIN:
                     self._drain(channel)
@@ -178,7 +229,7 @@ class KernelSockets:
 
     def send(self, channel: str, signature: bytes, parts: Sequence[bytes]) -> None:
         """Send [delimiter, signature, *parts]; raises `zmq.Again` if the kernel's queue is full."""
-        if self._closed:
+        if self.closed:
             raise ConnectionError("kernel sockets are closed")
         sock = self.sockets[channel]
         # The first part is queued only if the whole message can be (ZMQ
@@ -195,16 +246,18 @@ class KernelSockets:
 
     def close(self) -> None:
         """Stop reading and close every socket (idempotent)."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
-        for sock in self.sockets.values():
+        self.closed = True
+        for fd in self._fds.values():
             try:
-                self._loop.remove_reader(int(sock.getsockopt(zmq.FD)))
-            except (zmq.ZMQError, ValueError, RuntimeError):
+                self._loop.remove_reader(fd)
+            except (ValueError, RuntimeError):
                 pass
+        for sock in self.sockets.values():
             sock.close(linger=0)
         self.sockets.clear()
+        self._fds.clear()
 
 
 async def wait_listening(info: dict[str, Any], timeout: float = 30.0) -> None:
@@ -258,6 +311,7 @@ def open_kernel_sockets(
     on_message: MessageCallback,
     on_batch_end: Callable[[], None],
     transport: str | None = None,
+    gate: ReadGate | None = None,
 ) -> Any:
     """A kernel's channel sockets over the chosen transport (`KernelSockets` or `ZMTPKernelSockets`).
 
@@ -271,5 +325,5 @@ def open_kernel_sockets(
     if choice == "zmtp" and info.get("transport", "tcp") == "tcp":
         from zasperhub.platform.kernels.zmtp import ZMTPKernelSockets
 
-        return ZMTPKernelSockets(info, identity, on_message, on_batch_end)
-    return KernelSockets(info, identity, on_message, on_batch_end)
+        return ZMTPKernelSockets(info, identity, on_message, on_batch_end, gate)
+    return KernelSockets(info, identity, on_message, on_batch_end, gate)
