@@ -352,8 +352,11 @@ class ManagedKernel:
 
     async def _monitor(self) -> None:
         interval = self.registry.poll_interval
+        loop = asyncio.get_running_loop()
         while not self.shutting_down:
-            await asyncio.sleep(interval)
+            # On a grid shared by every kernel: all monitors run in one
+            # wake-up of the loop per interval, not one wake-up per kernel.
+            await asyncio.sleep(interval - loop.time() % interval)
             if self._busy_lifecycle:
                 continue
             if self._sockets is not None:
