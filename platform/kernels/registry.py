@@ -396,11 +396,11 @@ class KernelRegistry(LoggingConfigurable):
     def lower_priority(self, kernel: ManagedKernel) -> None:
         """Apply `kernel_niceness` to a kernel process with a local pid (once it answered).
 
-        Why 10 by default: with scheduler autogroups each kernel is its own
-        group, weighted 110 at nice 10 against the server's 1024, so even 64
-        busy kernels (7,040) leave the server ~13 % of the machine; at nice 5
-        (weight 335) they would leave it 4.6 %, less than it needs to route
-        their traffic at saturation.  An idle server costs the kernels nothing.
+        Why a few steps and not more: with scheduler autogroups each kernel is
+        its own group, weighted 335 at nice 5 (110 at nice 10) against the
+        server's 1024.  Measured at 32×10 / 64×10 (benchmarks/RESULTS.md),
+        nice 10 starved the kernels and nice 0 let 64 busy kernels starve the
+        API; 5 kept both.  An idle server costs the kernels nothing.
         """
         if self.kernel_niceness <= 0:
             return

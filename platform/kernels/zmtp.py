@@ -1,7 +1,7 @@
 """One kernel's channels spoken as ZMTP 3.0 (NULL mechanism) straight over asyncio TCP.
 
-The default transport for tcp kernels (see `zmqio.open_kernel_sockets`),
-with the same interface as `zmqio.KernelSockets`.  With
+One of the two kernel transports for tcp kernels (`zmqio.open_kernel_sockets`
+chooses), with the same interface as `zmqio.KernelSockets`.  With
 pyzmq every kernel message crosses two threads: libzmq's I/O thread reads the
 TCP socket, then signals the event loop thread through a mailbox (an eventfd
 write, a wake-up, and `poll`/`getpid` calls when the loop thread processes
@@ -21,8 +21,10 @@ Wire format (ZMTP 3.0, RFC 23): a 64-byte greeting, a READY command carrying
 `0x01 + prefix` (the ZMTP 3.0 form every libzmq 4 publisher accepts).
 
 Like libzmq: connecting retries until the kernel listens, a dropped
-connection is re-established, and messages sent before the handshake wait
-(bounded by `MAX_PENDING_BYTES`, beyond which `send` raises `zmq.Again`).
+connection is re-established, a connection that does not complete the
+handshake in time is dropped and retried (`HANDSHAKE_TIMEOUT`), and messages
+sent before the handshake wait (bounded by `MAX_PENDING_BYTES`, beyond which
+`send` raises `zmq.Again`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
+from zasperhub.platform.kernels.coalesce import ReadGate
 from zasperhub.platform.kernels.zmqio import (
     DELIMITER,
     MessageCallback,
@@ -48,6 +51,14 @@ log = logging.getLogger("zasperhub.kernels")
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 #: Seconds between connection attempts while the kernel is not listening (libzmq's default).
 RECONNECT_INTERVAL = 0.1
+#: Seconds a new connection may take to complete the ZMTP handshake (greeting
+#: and READY) before it is dropped and retried.  libzmq does the same
+#: (ZMQ_HANDSHAKE_IVL, 30 s by default); without it a connection to a peer
+#: that accepts but never greets would hold the channel forever.  A kernel's
+#: libzmq I/O thread greets within milliseconds even on a loaded machine, and
+#: the server's kernel_info nudge gives a starting kernel 60 s: 10 s leaves
+#: room for a retry inside that.
+HANDSHAKE_TIMEOUT = 10.0
 #: A frame length beyond this means a corrupt stream, not a real output: the
 #: connection is reset instead of waiting for bytes that will never come.
 MAX_FRAME_BYTES = 1 << 32
@@ -149,6 +160,7 @@ class _Channel:
         self._greeted = False
         self._parts: list[bytes] = []
         self._connector: asyncio.Task[None] | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
 
     # -- connection management -----------------------------------------------------
     def start(self, delay: float = 0.0) -> None:
@@ -189,12 +201,29 @@ class _Channel:
         self.link = link
         link.adopted = True
         self.transport = transport
+        if self.owner.held and self.channel == "iopub":
+            transport.pause_reading()
         self.ready = False
         self._greeted = False
         self._buf = bytearray()
         self._need = 64
         self._parts = []
+        self._handshake_timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_expired, link)
         transport.write(_GREETING + ready_command(self.socket_type, self.identity))
+
+    def _handshake_expired(self, link: _Link) -> None:
+        self._handshake_timer = None
+        if link is not self.link or self.ready or self.transport is None:
+            return
+        log.warning("Kernel %s channel (%s:%d): no ZMTP handshake within %.0fs (%s); reconnecting", self.channel,
+                    self.host, self.port, HANDSHAKE_TIMEOUT,
+                    "greeting received, no READY" if self._greeted else f"{len(self._buf)} greeting bytes received")
+        self.transport.abort()
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
 
     def detach(self, link: _Link, exc: Exception | None) -> None:
         """A connection ended; reconnect if it was the channel's own."""
@@ -203,14 +232,17 @@ class _Channel:
         self.link = None
         self.transport = None
         self.ready = False
+        self._cancel_handshake_timer()
         if not self.closed:
-            log.info("Kernel %s connection lost (%s); reconnecting", self.channel, exc or "closed by kernel")
+            log.info("Kernel %s connection to %s:%d lost (%s); reconnecting", self.channel, self.host, self.port,
+                     exc or "closed by kernel")
             # Not at once: a peer that accepts and drops must not become a busy loop.
             self.start(RECONNECT_INTERVAL)
 
     def close(self) -> None:
         self.closed = True
         self.pending.clear()
+        self._cancel_handshake_timer()
         if self._connector is not None:
             self._connector.cancel()
         if self.transport is not None:
@@ -235,6 +267,7 @@ class _Channel:
 
     def _on_ready(self) -> None:
         self.ready = True
+        self._cancel_handshake_timer()
         assert self.transport is not None
         log.info("ZMTP %s channel ready (%s:%d)", self.channel, self.host, self.port)
         if self.socket_type == "SUB":
@@ -245,9 +278,19 @@ class _Channel:
             self.transport.write(b"".join(piece for pieces in pending for piece in pieces))
 
     # -- receiving -------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes, deferred: bool = False) -> None:
         buf = self._buf
         buf += data
+        owner = self.owner
+        if owner.held and not deferred and self.channel != "iopub" and self.ready and owner.gate is not None:
+            # The kernel answered while its outputs are held (coalesce.py):
+            # those outputs go to clients first.  Resumed now, iopub is read
+            # on the loop's next pass; this answer is parsed on the pass after.
+            self.set_reading(False)
+            owner.gate.answer_arrived(owner)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._resume_deferred)
+            return
         if len(buf) < self._need:
             return
         try:
@@ -259,7 +302,24 @@ class _Channel:
             return
         if consumed:
             del buf[:consumed]
-        self.owner.batch_done()
+        self.owner.batch_done(self.channel)
+
+    def _resume_deferred(self) -> None:
+        if self.closed or self.transport is None:
+            return
+        self.set_reading(True)
+        # Parsed now even if iopub is held again meanwhile: the outputs before this
+        # answer were released already, and deferring again could starve it.
+        self.data_received(b"", deferred=True)
+
+    def set_reading(self, on: bool) -> None:
+        """Pause or resume reading this channel's connection (the read gate)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if on:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
 
     def _parse(self, buf: bytearray) -> int:
         pos = 0
@@ -332,12 +392,17 @@ class ZMTPKernelSockets:
     CHANNELS = ("shell", "control", "stdin", "iopub")
 
     def __init__(self, info: dict[str, Any], identity: bytes, on_message: MessageCallback,
-                 on_batch_end: Callable[[], None]) -> None:
+                 on_batch_end: Callable[[], None], gate: ReadGate | None = None) -> None:
         if info.get("transport", "tcp") != "tcp":
             raise ValueError("ZMTP sockets support the tcp transport only")
         self._on_message = on_message
         self._on_batch_end = on_batch_end
-        self._closed = False
+        self.gate = gate
+        self.closed = False
+        # Held by the read gate (coalesce.py): iopub is not read until release().
+        self.held = False
+        self.hold_token = 0
+        self.free_until = 0.0
         host = tcp_host(info)
         self.channels: dict[str, _Channel] = {}
         for channel in self.CHANNELS:
@@ -351,29 +416,43 @@ class ZMTPKernelSockets:
     def deliver(self, channel: str, frames: list[bytes]) -> None:
         deliver_frames(self._on_message, channel, frames)
 
-    def batch_done(self) -> None:
-        if self._closed:
+    def batch_done(self, channel: str) -> None:
+        if self.closed:
             return
         try:
             self._on_batch_end()
         except Exception:
             log.exception("Error flushing kernel messages to clients")
+        if channel == "iopub" and self.gate is not None and not self.held:
+            self.gate.after_output(self)
+
+    def hold(self) -> None:
+        """Stop reading iopub; the kernel's outputs wait in the TCP buffers."""
+        self.held = True
+        self.channels["iopub"].set_reading(False)
+
+    def release(self) -> None:
+        """Resume reading iopub; what waited is read on the loop's next pass."""
+        self.held = False
+        chan = self.channels.get("iopub")
+        if chan is not None:
+            chan.set_reading(True)
 
     def poke(self) -> None:
         """Nothing to do: reads are not edge-triggered here (kept for interface parity)."""
 
     def send(self, channel: str, signature: bytes, parts: Sequence[bytes]) -> None:
         """Send [delimiter, signature, *parts]; raises `zmq.Again` if the channel's queue is full."""
-        if self._closed:
+        if self.closed:
             raise ConnectionError("kernel sockets are closed")
         pieces = encode_message([DELIMITER, signature, *parts])
         self.channels[channel].send(pieces, sum(len(p) for p in parts) + len(signature) + 32)
 
     def close(self) -> None:
         """Close every connection (idempotent)."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         for chan in self.channels.values():
             chan.close()
         self.channels.clear()

@@ -1,11 +1,13 @@
-"""The kernel transports — asyncio ZMTP (zmtp.py, the default) and pyzmq — against real peers.
+"""The kernel transports — asyncio ZMTP (zmtp.py) and pyzmq (zmqio.py) — against real peers.
 
 Real ipykernel kernels (started with jupyter_client) on every channel —
 shell, control, stdin, iopub — with a 10 MB output, kill -9 and restart on
 the same ports (the channels reconnect by themselves), the ipc fallback to
 pyzmq, a libzmq ROUTER/PUB peer for framing edge cases, and a peer that
 speaks garbage.  The server itself over this transport is covered at the
-end, over both transports (`ZASPERHUB_KERNEL_TRANSPORT`).
+end, over both transports (`ZASPERHUB_KERNEL_TRANSPORT`).  Byte-level
+handshake and reconnect cases are in test_zmtp_peer.py; a kernel that lost
+a port before binding it, in test_zmtp_ports.py.
 """
 
 from __future__ import annotations
