@@ -147,6 +147,7 @@ class ManagedKernel:
     # -- lifecycle -----------------------------------------------------------------
     async def start(self, cwd: str, env: dict[str, str]) -> None:
         """Launch the kernel, connect the sockets, start the monitor."""
+        self.registry.assign_ports(self.manager)
         await self.manager.start_kernel(cwd=cwd, env=env)
         await wait_listening(self.manager.get_connection_info(session=False))
         self._open_sockets()
@@ -300,6 +301,7 @@ class ManagedKernel:
             self._close_sockets()
             if new_ports:
                 self._forget_ports()
+                self.registry.assign_ports(self.manager)
             await self.manager.restart_kernel(now=now or new_ports)
             self.execution_state = "starting"
             await wait_listening(self.manager.get_connection_info(session=False))

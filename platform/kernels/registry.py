@@ -109,7 +109,11 @@ class KernelRegistry(LoggingConfigurable):
     restart_limit = Int(5, config=True, help="Automatic restarts of a dying kernel allowed per restart_window.")
     restart_window = Float(60.0, config=True, help="Seconds over which restart_limit counts.")
     poll_interval = Float(1.0, config=True, help="Seconds between checks that each kernel process is alive.")
-    kernel_info_timeout = Float(60.0, config=True, help="Seconds to wait for a (re)started kernel's kernel_info reply.")
+    kernel_info_timeout = Float(
+        60.0, config=True,
+        help="Seconds a (re)started kernel has to answer kernel_info; one still silent then is stopped and "
+        "restarted on new ports (counting against restart_limit).",
+    )
     shutdown_wait_time = Float(3.0, config=True, help="Seconds a kernel gets to exit after a shutdown request before it is killed.")
 
     replay_buffer_bytes = Int(
@@ -133,9 +137,9 @@ class KernelRegistry(LoggingConfigurable):
     # under 0.3 s and most of the throughput.
     kernel_transport = Enum(
         ["", "pyzmq", "zmtp"], "", config=True,
-        help="How the server talks to tcp kernels: 'pyzmq' (libzmq, the default) or 'zmtp' (the ZMQ wire "
-        "protocol spoken on the event loop; less CPU per message, experimental).  Empty: the "
-        "ZASPERHUB_KERNEL_TRANSPORT environment variable, else pyzmq.",
+        help="How the server talks to tcp kernels: 'zmtp' (the ZMQ wire protocol spoken on the event loop, "
+        "the default; less CPU per message) or 'pyzmq' (libzmq).  ipc and CurveZMQ-encrypted kernels always "
+        "use pyzmq.  Empty: the ZASPERHUB_KERNEL_TRANSPORT environment variable, else zmtp.",
     )
     kernel_niceness = Int(
         5, config=True,
@@ -150,6 +154,13 @@ class KernelRegistry(LoggingConfigurable):
         "input_request), which is not delayed; a cell running longer gets its outputs at this deadline.  "
         "0: read every message the moment it arrives.  Wake-ups, not bytes, are most of the server's CPU "
         "per round trip; see platform/kernels/coalesce.py.",
+    )
+    kernel_port_range = Unicode(
+        "", config=True,
+        help="LOW-HIGH: the TCP ports local kernels are started on.  Empty: from 10000 up to the start of the "
+        "system's ephemeral port range, which outgoing connections never take as their source port (a kernel "
+        "that loses a port to one between its pick and its bind hangs; see platform/kernels/ports.py).  "
+        "'ephemeral': jupyter_client's own picks.",
     )
     malloc_arena_max = Int(
         2, config=True,
@@ -198,6 +209,8 @@ class KernelRegistry(LoggingConfigurable):
         self.closing = False
         self.replay_budget = ReplayBudget(self.replay_total_bytes)
         self.read_gate = ReadGate(self.read_coalesce_ms / 1000.0)
+        # None until first used; False when jupyter_client picks the ports.
+        self._port_picker: Any = None
         # Must happen before libzmq's and the executor's threads exist, which
         # are created on first kernel use (after this constructor).
         memory.limit_arenas(self.malloc_arena_max)
@@ -392,6 +405,19 @@ class KernelRegistry(LoggingConfigurable):
                 self.log.error("Kernel %s (%s) failed to start: %s", kernel.id, kernel.name, e)
                 raise KernelStartError(f"Kernel '{kernel.name}' failed to start: {e}") from e
             raise
+
+    def assign_ports(self, manager: Any) -> None:
+        """Pick a tcp kernel's ports from `kernel_port_range` before its (re)launch (see ports.py)."""
+        if self._port_picker is None:
+            from zasperhub.platform.kernels.ports import PortPicker, parse_range
+
+            spec = self.kernel_port_range
+            bounds = None if spec.strip() == "ephemeral" else parse_range(spec)
+            self._port_picker = PortPicker(*bounds) if bounds is not None else False
+        if self._port_picker:
+            from zasperhub.platform.kernels.ports import assign
+
+            assign(manager, self._port_picker)
 
     def lower_priority(self, kernel: ManagedKernel) -> None:
         """Apply `kernel_niceness` to a kernel process with a local pid (once it answered).

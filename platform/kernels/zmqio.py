@@ -1,9 +1,9 @@
 """One kernel's ZMQ sockets, read straight from the event loop without per-message futures.
 
-Which implementation a kernel gets is chosen by `open_kernel_sockets`: these
-pyzmq sockets by default, or for tcp kernels the asyncio ZMTP transport
-(zmtp.py) when asked for (`--KernelRegistry.kernel_transport=zmtp` or
-`ZASPERHUB_KERNEL_TRANSPORT=zmtp`).
+Which implementation a kernel gets is chosen by `open_kernel_sockets`: the
+asyncio ZMTP transport (zmtp.py) for tcp kernels by default, these pyzmq
+sockets for ipc and CurveZMQ-encrypted kernels or when asked for
+(`--KernelRegistry.kernel_transport=pyzmq` or `ZASPERHUB_KERNEL_TRANSPORT=pyzmq`).
 
 The sockets are plain (non-asyncio) pyzmq sockets used with NOBLOCK; the
 loop watches each socket's notification fd and, when it fires, drains
@@ -84,6 +84,16 @@ def tcp_host(info: dict[str, Any]) -> str:
     return "127.0.0.1" if ip in ("0.0.0.0", "") else ip
 
 
+def curve_keys(info: dict[str, Any]) -> tuple[bytes, bytes, bytes] | None:
+    """(server key, public key, secret key) of a CurveZMQ-encrypted kernel, else None."""
+    public, secret = info.get("curve_publickey"), info.get("curve_secretkey")
+    if not public or not secret:
+        return None
+    public = public.encode("ascii") if isinstance(public, str) else public
+    secret = secret.encode("ascii") if isinstance(secret, str) else secret
+    return public, public, secret
+
+
 def channel_url(info: dict[str, Any], channel: str) -> str:
     """The ZMQ endpoint of a channel from a kernel's connection info."""
     transport = info.get("transport", "tcp")
@@ -124,6 +134,7 @@ class KernelSockets:
         self._fds: dict[str, int] = {}
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.sockets: dict[str, zmq.Socket] = {}
+        curve = curve_keys(info)
         for channel in self.CHANNELS:
             sock = ctx.socket(zmq.SUB if channel == "iopub" else zmq.DEALER)
             sock.linger = 0
@@ -138,6 +149,10 @@ class KernelSockets:
                 # identity, so shell and stdin (and control) share one.
                 sock.setsockopt(zmq.IDENTITY, identity)
                 sock.sndhwm = 10_000
+            if curve is not None:
+                # CurveZMQ (jupyter_client's transport_encryption): the kernel's
+                # keypair authenticates it, as jupyter_client's own clients do.
+                sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
             sock.connect(channel_url(info, channel))
             self.sockets[channel] = sock
             self._fds[channel] = fd = int(sock.getsockopt(zmq.FD))
@@ -297,12 +312,13 @@ async def wait_listening(info: dict[str, Any], timeout: float = 30.0) -> None:
 
 #: Kernel transports `open_kernel_sockets` knows.
 TRANSPORTS = ("pyzmq", "zmtp")
-#: pyzmq by default.  ZMTP over asyncio cuts the server's CPU per round trip
-#: by 16–38 % (benchmarks/results/cpu.md), but twice in full test runs a
-#: kernel over it never became ready, for a reason not yet found; the lost
-#: stdin messages seen over pyzmq were self-connects, which `wait_listening`
-#: now rules out for both transports.
-DEFAULT_TRANSPORT = "pyzmq"
+#: ZMTP by default: with the read gate it needs 0.86 ms of server CPU per
+#: `2+2` round trip against pyzmq's 1.36 (benchmarks/results/cpu.md).  The
+#: kernels that "never became ready" over it were kernels whose port another
+#: process took before they bound it (tests/kernels/test_zmtp_ports.py), as
+#: happens over pyzmq too; kernel ports now come from below the ephemeral
+#: range (ports.py) and a deaf kernel is restarted on new ports.
+DEFAULT_TRANSPORT = "zmtp"
 
 
 def open_kernel_sockets(
@@ -322,7 +338,8 @@ def open_kernel_sockets(
     choice = transport or os.environ.get("ZASPERHUB_KERNEL_TRANSPORT", "") or DEFAULT_TRANSPORT
     if choice not in TRANSPORTS:
         raise ValueError(f"unknown kernel transport {choice!r}; choose one of {', '.join(TRANSPORTS)}")
-    if choice == "zmtp" and info.get("transport", "tcp") == "tcp":
+    # ZMTP here speaks the NULL mechanism only: encrypted kernels go through libzmq.
+    if choice == "zmtp" and info.get("transport", "tcp") == "tcp" and curve_keys(info) is None:
         from zasperhub.platform.kernels.zmtp import ZMTPKernelSockets
 
         return ZMTPKernelSockets(info, identity, on_message, on_batch_end, gate)

@@ -40,24 +40,48 @@ def taken_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("transport", ["zmtp", "pyzmq"])
-async def test_kernel_whose_iopub_port_was_taken_is_restarted_on_new_ports(tmp_path, monkeypatch, taken_port, transport):
+@pytest.mark.parametrize(
+    ("transport", "port_range"), [("zmtp", ""), ("pyzmq", ""), ("pyzmq", "ephemeral")]
+)
+async def test_kernel_whose_iopub_port_was_taken_is_restarted_on_new_ports(
+    tmp_path, monkeypatch, taken_port, transport, port_range
+):
+    from zasperhub.platform.kernels.ports import PortPicker
     from zasperhub.platform.kernels.registry import KernelRegistry
 
-    pick = LocalPortCache.find_available_port
-    calls = 0
+    if port_range == "ephemeral":
+        # jupyter_client's own picks (bind to port 0), one port at a time.
+        pick = LocalPortCache.find_available_port
+        calls = 0
 
-    def find_available_port(self: LocalPortCache, ip: str) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 1 + PORT_ORDER.index("iopub"):
-            return taken_port  # what another process's bind does between the pick and the kernel's bind
-        return pick(self, ip)
+        def find_available_port(self: LocalPortCache, ip: str) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 1 + PORT_ORDER.index("iopub"):
+                return taken_port  # what another process's bind does between the pick and the kernel's bind
+            return pick(self, ip)
 
-    monkeypatch.setattr(LocalPortCache, "find_available_port", find_available_port)
+        monkeypatch.setattr(LocalPortCache, "find_available_port", find_available_port)
+    else:
+        # The server's own picks (below the ephemeral range), five at a time.
+        pick_many = PortPicker.pick
+        first = True
+
+        def pick_ports(self: PortPicker, count: int, ip: str = "127.0.0.1") -> list[int]:
+            nonlocal first
+            ports = pick_many(self, count, ip)
+            if first:
+                first = False
+                ports[PORT_ORDER.index("iopub")] = taken_port
+            return ports
+
+        monkeypatch.setattr(PortPicker, "pick", pick_ports)
     # The deaf kernel closed its other sockets: waiting 30 s for them to listen only slows the test.
     monkeypatch.setattr(kernel_module, "wait_listening", functools.partial(zmqio.wait_listening, timeout=3.0))
-    registry = KernelRegistry(root_dir=str(tmp_path), kernel_transport=transport, kernel_info_timeout=6.0, poll_interval=0.5)
+    registry = KernelRegistry(
+        root_dir=str(tmp_path), kernel_transport=transport, kernel_info_timeout=6.0, poll_interval=0.5,
+        kernel_port_range=port_range,
+    )
     try:
         started = time.monotonic()
         kid = await registry.start_kernel()

@@ -1,7 +1,8 @@
 """Free TCP ports on 127.0.0.1 for the servers tests start.
 
-Ports are drawn from below Linux's ephemeral range (32768-60999 by default),
-not by binding port 0. A port the kernel hands out for port 0 is an ephemeral
+Ports are drawn from 5000-9999, below Linux's ephemeral range (32768-60999
+by default) and below the range the server starts kernels on (10000 up to
+the ephemeral range, platform/kernels/ports.py), not by binding port 0. A port the kernel hands out for port 0 is an ephemeral
 port, and the same number can come back on the next call or be taken a moment
 later as the source port of some outgoing connection; CI once saw the hub's
 port equal the proxy's API port that way. Ports below the range are never
@@ -14,7 +15,7 @@ from __future__ import annotations
 import random
 import socket
 
-_LOW, _HIGH = 20000, 32000
+_LOW, _HIGH = 5000, 10000
 _issued: set[int] = set()
 _rng = random.Random()
 

@@ -1,0 +1,122 @@
+"""TCP ports for local kernels, picked below the system's ephemeral port range.
+
+jupyter_client picks a kernel's five ports by binding port 0 and closing the
+socket; the kernel binds them a moment later.  Port 0 hands out *ephemeral*
+ports, the same pool the system draws from for the source port of every
+outgoing connection.  In the gap, any process's connect (the server's own
+connections to other kernels included) can take one of them as its source
+port, and the kernel then fails to bind it.  An ipykernel that loses its
+iopub port that way never exits (see tests/kernels/test_zmtp_ports.py), and
+a connect retried against a port nobody listens on yet can connect to itself.
+
+Ports below the ephemeral range are never chosen as source ports, so a kernel
+launched on them can only lose one to a process that binds that very number
+explicitly.  The picker draws at random (so several servers on one host
+rarely try the same port), checks that the port can be bound, and does not
+hand a port out twice while it may still be in use by a kernel it started.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import socket
+import sys
+
+#: Ports handed out recently, never handed out again while listed (five per kernel).
+_RECENT = 4096
+#: The lowest port ever used (well-known and registered ports below are left alone).
+_FLOOR = 10000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The system's ephemeral port range (inclusive), from the kernel where it says."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                low, high = (int(x) for x in f.read().split()[:2])
+            return low, high
+        except (OSError, ValueError):
+            return 32768, 60999
+    return 49152, 65535  # the IANA range, used by macOS and Windows
+
+
+def parse_range(spec: str) -> tuple[int, int] | None:
+    """'LOW-HIGH' → (low, high); '' → the default below the ephemeral range; None if no range fits."""
+    spec = spec.strip()
+    if spec:
+        try:
+            low_s, high_s = spec.split("-", 1)
+            low, high = int(low_s), int(high_s)
+        except ValueError:
+            raise ValueError(f"kernel port range must look like LOW-HIGH, not {spec!r}") from None
+        if not 1024 <= low < high <= 65535 or high - low < 100:
+            raise ValueError(f"kernel port range {spec!r} must lie within 1024-65535 and span at least 100 ports")
+        return low, high
+    eph_low, _ = ephemeral_range()
+    high = eph_low - 1
+    if high - _FLOOR < 1000:
+        return None  # the ephemeral range starts too low to leave room: keep jupyter_client's picks
+    return _FLOOR, high
+
+
+class PortPicker:
+    """Random free ports from one range, none handed out twice while recent."""
+
+    def __init__(self, low: int, high: int, rng: random.Random | None = None) -> None:
+        self.low = low
+        self.high = high
+        self._rng = rng or random.Random()
+        self._recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
+        self._recent_set: set[int] = set()
+
+    def _free(self, ip: str, port: int) -> bool:
+        if port in self._recent_set:
+            return False
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((ip, port))
+            except OSError:
+                return False
+        return True
+
+    def _remember(self, port: int) -> None:
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_set.discard(self._recent[0])
+        self._recent.append(port)
+        self._recent_set.add(port)
+
+    def pick(self, count: int, ip: str = "127.0.0.1") -> list[int]:
+        """`count` distinct ports free on `ip` right now; `OSError` if the range has none left."""
+        ports: list[int] = []
+        for _ in range(count * 200):
+            port = self._rng.randint(self.low, self.high)
+            if port not in ports and self._free(ip, port):
+                ports.append(port)
+                self._remember(port)
+                if len(ports) == count:
+                    return ports
+        raise OSError(f"no free ports left in {self.low}-{self.high} on {ip}")
+
+
+#: The channels of a kernel's connection file, in jupyter_client's order.
+CHANNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
+
+
+def assign(manager: object, picker: PortPicker) -> bool:
+    """Give a tcp kernel manager whose ports are unset ports from `picker` (True if it did).
+
+    jupyter_client is told not to pick (`cache_ports` off), so its local
+    provisioner writes these into the connection file as they are.
+    """
+    if getattr(manager, "transport", "tcp") != "tcp":
+        return False
+    if any(getattr(manager, name, 0) for name in CHANNEL_PORTS):
+        return False  # ports already chosen (a restart keeps them)
+    ip = getattr(manager, "ip", "") or "127.0.0.1"
+    ports = picker.pick(len(CHANNEL_PORTS), "127.0.0.1" if ip in ("0.0.0.0", "") else ip)
+    for name, port in zip(CHANNEL_PORTS, ports):
+        setattr(manager, name, port)
+    manager.cache_ports = False  # type: ignore[attr-defined]
+    return True
