@@ -18,18 +18,20 @@ import re
 import secrets
 import signal
 import sys
-
 from typing import Any
 
 from tornado import httpserver, netutil, web
 from traitlets import Bool, Float, Instance, Int, List, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
-
 from zasperhub.auth.base import IdentityProvider
-from zasperhub.auth.token import TokenIdentityProvider, generate_token, token_from_environment
+from zasperhub.auth.token import (
+    TokenIdentityProvider,
+    generate_token,
+    token_from_environment,
+)
 from zasperhub.platform.version import __version__
 from zasperhub.platform.web import routes
-from zasperhub.platform.web.util import url_path_join, utcnow
+from zasperhub.platform.web.util import utcnow
 
 log = logging.getLogger("zasperhub")
 
@@ -122,7 +124,10 @@ class ZasperApp(Application):
         if self.protected and not self.hub_mode:
             # Password sessions survive a restart: the key is kept (0600)
             # in the user's config dir.
-            from zasperhub.auth.paths import cookie_secret_path, load_or_create_cookie_secret
+            from zasperhub.auth.paths import (
+                cookie_secret_path,
+                load_or_create_cookie_secret,
+            )
 
             try:
                 return load_or_create_cookie_secret()
@@ -203,7 +208,10 @@ class ZasperApp(Application):
             self.contents_manager = open_contents(self.contents_url, root_dir=self.root_dir, parent=self)
         except ValueError as e:  # ContentsConfigError: unknown scheme, missing extra, bad URL
             raise StartupError(str(e)) from None
-        self.kernel_registry = KernelRegistry(parent=self, root_dir=self.root_dir)
+        try:
+            self.kernel_registry = KernelRegistry(parent=self, root_dir=self.root_dir)
+        except ValueError as e:  # a malformed kernel_port_range
+            raise StartupError(str(e)) from None
         self.session_manager = SessionManager(parent=self, kernel_registry=self.kernel_registry, contents_manager=self.contents_manager)
 
     def make_web_app(self) -> web.Application:

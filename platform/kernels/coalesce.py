@@ -27,8 +27,7 @@ One timer serves every held kernel, and a release that comes early (the
 reply arrived) moves it, so an early release never leaves a timer to fire
 for nothing.
 
-A holdable (both kernel transports) has `hold()`, `release()`, `closed`,
-`held`, `hold_token` and `free_until`.
+Both kernel transports derive from `Holdable`.
 """
 
 from __future__ import annotations
@@ -36,22 +35,27 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from typing import Protocol
 
 
-class Holdable(Protocol):
-    """A kernel's sockets as the gate sees them."""
+class Holdable:
+    """What the gate keeps on a kernel's sockets; both kernel transports derive from it."""
 
-    closed: bool
-    held: bool
-    hold_token: int
-    free_until: float
+    def __init__(self) -> None:
+        self.closed = False
+        # While held, iopub is not read (the kernel's outputs wait in the socket buffers).
+        self.held = False
+        # Bumped by every hold and release: a queued deadline with an older token is stale.
+        self.hold_token = 0
+        # Until then iopub reads are not held again (the burst's late idle passes at once).
+        self.free_until = 0.0
 
     def hold(self) -> None:
-        """Stop reading iopub (the kernel's outputs wait in the socket buffers)."""
+        """Stop reading iopub."""
+        raise NotImplementedError
 
     def release(self) -> None:
         """Read the iopub messages that waited, then read iopub as it arrives again."""
+        raise NotImplementedError
 
 
 #: Default seconds output nobody asked for is held per read (and the free time after a release).
@@ -71,10 +75,6 @@ class ReadGate:
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-
-    @property
-    def enabled(self) -> bool:
-        return self.reply_window > 0
 
     def hold_for_reply(self, sockets: Holdable) -> None:
         """A request just went to the kernel: hold its outputs until the answer comes."""

@@ -164,8 +164,8 @@ class ManagedKernel:
             self._identity,
             self._on_kernel_message,
             self._flush_clients,
-            getattr(self.registry, "kernel_transport", None),
-            getattr(self.registry, "read_gate", None),
+            self.registry.kernel_transport,
+            self.registry.read_gate,
         )
         self._ready.clear()
         self._kernel_info_seen = self._iopub_seen = False
@@ -300,8 +300,7 @@ class ManagedKernel:
             self.execution_state = "restarting"
             self._close_sockets()
             if new_ports:
-                self._forget_ports()
-                self.registry.assign_ports(self.manager)
+                self.registry.assign_ports(self.manager, renew=True)
             await self.manager.restart_kernel(now=now or new_ports)
             self.execution_state = "starting"
             await wait_listening(self.manager.get_connection_info(session=False))
@@ -311,19 +310,6 @@ class ManagedKernel:
         if not await self.wait_ready(self.registry.kernel_info_timeout):
             log.warning("Kernel %s restarted but is not answering yet", self.id)
         self.last_activity = time.time()
-
-    def _forget_ports(self) -> None:
-        """Have the next launch pick new tcp ports (and write a new connection file)."""
-        manager = self.manager
-        if manager.transport != "tcp":
-            return
-        # jupyter_client's LocalProvisioner picks ports once and reuses them on
-        # restarts unless told they are no longer cached.
-        if getattr(manager.provisioner, "ports_cached", False):
-            manager.provisioner.ports_cached = False  # type: ignore[union-attr]
-        for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
-            setattr(manager, name, 0)
-        manager.cleanup_connection_file()
 
     async def shutdown(self, now: bool = False, reason: str = "kernel shut down") -> None:
         """Close clients and sockets, then stop the process and remove its files."""
@@ -450,10 +436,8 @@ class ManagedKernel:
         except zmq.Again:
             raise ConnectionError("kernel is not reading its input; message dropped") from None
         self.last_activity = time.time()
-        gate = self.registry.read_gate
-        if gate.enabled:
-            # Outputs are coming, then an answer: read them in one wake-up (coalesce.py).
-            gate.hold_for_reply(sockets)
+        # Outputs are coming, then an answer: read them in one wake-up (coalesce.py).
+        self.registry.read_gate.hold_for_reply(sockets)
 
     def _release_held(self) -> None:
         held, self._held = self._held, []

@@ -22,6 +22,7 @@ import collections
 import random
 import socket
 import sys
+from typing import Any
 
 #: Ports handed out recently, never handed out again while listed (five per kernel).
 _RECENT = 4096
@@ -42,8 +43,14 @@ def ephemeral_range() -> tuple[int, int]:
 
 
 def parse_range(spec: str) -> tuple[int, int] | None:
-    """'LOW-HIGH' → (low, high); '' → the default below the ephemeral range; None if no range fits."""
+    """'LOW-HIGH' → (low, high); '' → the default below the ephemeral range.
+
+    None (jupyter_client picks the ports) for 'ephemeral', or when the
+    ephemeral range starts too low to leave a range below it.
+    """
     spec = spec.strip()
+    if spec == "ephemeral":
+        return None
     if spec:
         try:
             low_s, high_s = spec.split("-", 1)
@@ -70,41 +77,49 @@ class PortPicker:
         self._recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
         self._recent_set: set[int] = set()
 
-    def _free(self, ip: str, port: int) -> bool:
-        if port in self._recent_set:
+    def take(self, ports: list[int], ip: str = "127.0.0.1") -> bool:
+        """Hand out all of `ports` if each is free on `ip` now and none is recent (else none of them)."""
+        if any(p in self._recent_set for p in ports) or not all(self._bindable(ip, p) for p in ports):
             return False
-        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as s:
+        for port in ports:
+            if len(self._recent) == self._recent.maxlen:
+                self._recent_set.discard(self._recent[0])
+            self._recent.append(port)
+            self._recent_set.add(port)
+        return True
+
+    @staticmethod
+    def _bindable(ip: str, port: int) -> bool:
+        with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((ip, port))
             except OSError:
                 return False
         return True
 
-    def _remember(self, port: int) -> None:
-        if len(self._recent) == self._recent.maxlen:
-            self._recent_set.discard(self._recent[0])
-        self._recent.append(port)
-        self._recent_set.add(port)
-
     def pick(self, count: int, ip: str = "127.0.0.1") -> list[int]:
         """`count` distinct ports free on `ip` right now; `OSError` if the range has none left."""
         ports: list[int] = []
         for _ in range(count * 200):
             port = self._rng.randint(self.low, self.high)
-            if port not in ports and self._free(ip, port):
+            if port not in ports and self.take([port], ip):
                 ports.append(port)
-                self._remember(port)
                 if len(ports) == count:
                     return ports
         raise OSError(f"no free ports left in {self.low}-{self.high} on {ip}")
+
+
+def make_picker(spec: str) -> PortPicker | None:
+    """The picker for a `kernel_port_range` setting (None: jupyter_client picks); `ValueError` if malformed."""
+    bounds = parse_range(spec)
+    return PortPicker(*bounds) if bounds is not None else None
 
 
 #: The channels of a kernel's connection file, in jupyter_client's order.
 CHANNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
 
 
-def assign(manager: object, picker: PortPicker) -> bool:
+def assign(manager: Any, picker: PortPicker) -> bool:
     """Give a tcp kernel manager whose ports are unset ports from `picker` (True if it did).
 
     jupyter_client is told not to pick (`cache_ports` off), so its local
@@ -118,5 +133,18 @@ def assign(manager: object, picker: PortPicker) -> bool:
     ports = picker.pick(len(CHANNEL_PORTS), "127.0.0.1" if ip in ("0.0.0.0", "") else ip)
     for name, port in zip(CHANNEL_PORTS, ports):
         setattr(manager, name, port)
-    manager.cache_ports = False  # type: ignore[attr-defined]
+    manager.cache_ports = False
     return True
+
+
+def forget(manager: Any) -> None:
+    """Have a tcp kernel manager's next launch use new ports (and write a new connection file)."""
+    if getattr(manager, "transport", "tcp") != "tcp":
+        return
+    # jupyter_client's LocalProvisioner picks ports once and reuses them on
+    # restarts unless told they are no longer cached.
+    if getattr(manager.provisioner, "ports_cached", False):
+        manager.provisioner.ports_cached = False
+    for name in CHANNEL_PORTS:
+        setattr(manager, name, 0)
+    manager.cleanup_connection_file()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
-from zasperhub.platform.kernels import memory
+from zasperhub.platform.kernels import memory, ports
 from zasperhub.platform.kernels.coalesce import ReadGate
 from zasperhub.platform.kernels.pool import KernelPool
 from zasperhub.platform.kernels.replay import ReplayBudget
@@ -209,8 +209,8 @@ class KernelRegistry(LoggingConfigurable):
         self.closing = False
         self.replay_budget = ReplayBudget(self.replay_total_bytes)
         self.read_gate = ReadGate(self.read_coalesce_ms / 1000.0)
-        # None until first used; False when jupyter_client picks the ports.
-        self._port_picker: Any = None
+        # None: jupyter_client picks kernel ports itself.  Made here so a bad range stops the server at once.
+        self._port_picker = ports.make_picker(self.kernel_port_range)
         # Must happen before libzmq's and the executor's threads exist, which
         # are created on first kernel use (after this constructor).
         memory.limit_arenas(self.malloc_arena_max)
@@ -406,18 +406,16 @@ class KernelRegistry(LoggingConfigurable):
                 raise KernelStartError(f"Kernel '{kernel.name}' failed to start: {e}") from e
             raise
 
-    def assign_ports(self, manager: Any) -> None:
-        """Pick a tcp kernel's ports from `kernel_port_range` before its (re)launch (see ports.py)."""
-        if self._port_picker is None:
-            from zasperhub.platform.kernels.ports import PortPicker, parse_range
+    def assign_ports(self, manager: Any, renew: bool = False) -> None:
+        """Pick a tcp kernel's ports from `kernel_port_range` before its launch (see ports.py).
 
-            spec = self.kernel_port_range
-            bounds = None if spec.strip() == "ephemeral" else parse_range(spec)
-            self._port_picker = PortPicker(*bounds) if bounds is not None else False
-        if self._port_picker:
-            from zasperhub.platform.kernels.ports import assign
-
-            assign(manager, self._port_picker)
+        `renew`: drop the ports it has (a relaunch on new ports); without a
+        range, jupyter_client then picks new ones itself.
+        """
+        if renew:
+            ports.forget(manager)
+        if self._port_picker is not None:
+            ports.assign(manager, self._port_picker)
 
     def lower_priority(self, kernel: ManagedKernel) -> None:
         """Apply `kernel_niceness` to a kernel process with a local pid (once it answered).

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
-from zasperhub.platform.kernels.coalesce import ReadGate
+from zasperhub.platform.kernels.coalesce import Holdable, ReadGate
 from zmq.backend import Socket as _BackendSocket
 
 log = logging.getLogger("zasperhub.kernels")
@@ -107,7 +107,7 @@ def channel_url(info: dict[str, Any], channel: str) -> str:
     return f"{transport}://{ip}-{port}"
 
 
-class KernelSockets:
+class KernelSockets(Holdable):
     """shell/control/stdin DEALERs and an iopub SUB, shared by every client of a kernel."""
 
     CHANNELS = ("shell", "control", "stdin", "iopub")
@@ -124,12 +124,8 @@ class KernelSockets:
         self._on_message = on_message
         # Called once per drained batch, so clients get one write per batch.
         self._on_batch_end = on_batch_end
-        self._gate = gate
-        self.closed = False
-        # Held by the read gate (coalesce.py): iopub is not read until release().
-        self.held = False
-        self.hold_token = 0
-        self.free_until = 0.0
+        super().__init__()
+        self.gate = gate
         self._draining = False
         self._fds: dict[str, int] = {}
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
@@ -177,7 +173,7 @@ class KernelSockets:
     def _drain(self, channel: str) -> None:
         if self.closed:
             return
-        gate = self._gate
+        gate = self.gate
         if channel == "iopub":
             if self.held:
                 return

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
-from zasperhub.platform.kernels.coalesce import ReadGate
+from zasperhub.platform.kernels.coalesce import Holdable, ReadGate
 from zasperhub.platform.kernels.zmqio import (
     DELIMITER,
     MessageCallback,
@@ -386,7 +386,7 @@ class _Channel:
         # Other commands (PONG, SUBSCRIBE echoes) carry nothing for a client.
 
 
-class ZMTPKernelSockets:
+class ZMTPKernelSockets(Holdable):
     """shell/control/stdin/iopub of one kernel over asyncio TCP (same interface as `KernelSockets`)."""
 
     CHANNELS = ("shell", "control", "stdin", "iopub")
@@ -397,12 +397,8 @@ class ZMTPKernelSockets:
             raise ValueError("ZMTP sockets support the tcp transport only")
         self._on_message = on_message
         self._on_batch_end = on_batch_end
+        super().__init__()
         self.gate = gate
-        self.closed = False
-        # Held by the read gate (coalesce.py): iopub is not read until release().
-        self.held = False
-        self.hold_token = 0
-        self.free_until = 0.0
         host = tcp_host(info)
         self.channels: dict[str, _Channel] = {}
         for channel in self.CHANNELS:

@@ -24,6 +24,11 @@ def sources(page) -> list[str]:
     )
 
 
+def delete_with_two_above(page) -> None:
+    """Extend the selection two cells up (Shift+Up twice) and delete it (D, D)."""
+    for key in ("Shift+ArrowUp", "Shift+ArrowUp", "d", "d"):
+        page.keyboard.press(key)
+
 def test_multi_cell_selection_merge_split_and_undo(page, ui_server) -> None:
     new_notebook(page)
     type_in_active_cell(page, "a = 1")
@@ -44,19 +49,13 @@ def test_multi_cell_selection_merge_split_and_undo(page, ui_server) -> None:
     assert page.locator(".zh-cell").count() == 7
     assert sources(page)[4:7] == ["b = 2", "c = 3", "print(a + b + c)"]
     # Select the three pasted cells and delete them at once; one Z brings all back.
-    page.keyboard.press("Shift+ArrowUp")
-    page.keyboard.press("Shift+ArrowUp")
-    page.keyboard.press("d")
-    page.keyboard.press("d")
+    delete_with_two_above(page)
     assert page.locator(".zh-cell").count() == 4
     page.keyboard.press("z")
     assert page.locator(".zh-cell").count() == 7
     assert sources(page)[4:7] == ["b = 2", "c = 3", "print(a + b + c)"]
     # The last restored cell is active: select the three again and delete them for good.
-    page.keyboard.press("Shift+ArrowUp")
-    page.keyboard.press("Shift+ArrowUp")
-    page.keyboard.press("d")
-    page.keyboard.press("d")
+    delete_with_two_above(page)
     assert page.locator(".zh-cell").count() == 4
     assert sources(page) == ["a = 1", "b = 2", "c = 3", "print(a + b + c)"]
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from zasperhub.platform.kernels.coalesce import ReadGate
+from zasperhub.platform.kernels.coalesce import Holdable, ReadGate
 
 
-class FakeSockets:
+class FakeSockets(Holdable):
     """Records holds and releases with the loop time they happened at."""
 
     def __init__(self) -> None:
-        self.closed = False
-        self.held = False
-        self.hold_token = 0
-        self.free_until = 0.0
+        super().__init__()
         self.events: list[tuple[str, float]] = []
 
     def hold(self) -> None:
@@ -136,6 +133,6 @@ def test_a_zero_window_never_holds() -> None:
         s = FakeSockets()
         gate.hold_for_reply(s)
         gate.after_output(s)
-        assert not gate.enabled and not s.held and s.events == []
+        assert not s.held and s.events == [] and gate._timer is None and gate._heap == []
 
     run(main)

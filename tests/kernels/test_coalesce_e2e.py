@@ -10,8 +10,9 @@ and every message of a burst.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -41,66 +42,68 @@ def gkernel(gserver: ServerProcess) -> Iterator[str]:
         http.delete(f"/api/kernels/{kid}")
 
 
+def kind_of(msg: dict) -> str:
+    """A message's type, with a status's state and a stream's text (`busy`, `stream:out`)."""
+    kind = msg["header"]["msg_type"]
+    if kind == "status":
+        return msg["content"]["execution_state"]
+    if kind == "stream":
+        return f"stream:{msg['content']['text'].strip()}"
+    return kind
+
+
+@contextlib.asynccontextmanager
+async def connected(server: ServerProcess, kernel_id: str, protocol: str = "v1") -> AsyncIterator[KernelWS]:
+    client = await KernelWS.connect(server, kernel_id, protocol)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def received_in_order(client: KernelWS, msg_id: str, until: str, timeout: float = 30) -> list[tuple[str, float]]:
     """(kind, arrival time) of each message for `msg_id` until `until` and the idle status both came."""
     seen: list[tuple[str, float]] = []
     deadline = time.monotonic() + timeout
     while not ({until, "idle"} <= {kind for kind, _ in seen}):
         msg = await client.recv(max(0.1, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind = msg["header"]["msg_type"]
-        if kind == "status":
-            kind = msg["content"]["execution_state"]
-        elif kind == "stream":
-            kind = f"stream:{msg['content']['text'].strip()}"
-        seen.append((kind, time.monotonic()))
+        if msg["parent_header"].get("msg_id") == msg_id:
+            seen.append((kind_of(msg), time.monotonic()))
     return seen
 
 
 @pytest.mark.parametrize("protocol", ["v1", "legacy"])
 async def test_outputs_reach_the_client_before_the_reply(gserver, gkernel, protocol):
-    client = await KernelWS.connect(gserver, gkernel, protocol)
-    try:
+    async with connected(gserver, gkernel, protocol) as client:
         for _ in range(5):
             header = await client.send("shell", "execute_request", {"code": "print('out'); 6 * 7", **EXECUTE})
             kinds = [k for k, _ in await received_in_order(client, header["msg_id"], "execute_reply")]
             assert kinds.count("busy") == kinds.count("idle") == 1
             for output in ("busy", "execute_input", "stream:out", "execute_result"):
                 assert kinds.index(output) < kinds.index("execute_reply"), kinds
-    finally:
-        await client.close()
 
 
 async def test_a_long_cell_streams_its_output_as_printed(gserver, gkernel):
-    client = await KernelWS.connect(gserver, gkernel, "v1")
-    try:
+    async with connected(gserver, gkernel) as client:
         code = "import time\nprint('early', flush=True)\ntime.sleep(1.5)\nprint('late')"
         header = await client.send("shell", "execute_request", {"code": code, **EXECUTE})
         seen = dict(await received_in_order(client, header["msg_id"], "execute_reply"))
         # Held at most the 50 ms deadline, not until the cell ends 1.5 s later.
         assert seen["execute_reply"] - seen["stream:early"] > 0.8
         assert seen["stream:late"] <= seen["execute_reply"]
-    finally:
-        await client.close()
 
 
 async def test_a_stdin_prompt_follows_what_was_printed_before_it(gserver, gkernel):
-    client = await KernelWS.connect(gserver, gkernel, "v1")
-    try:
+    async with connected(gserver, gkernel) as client:
         code = "print('before'); x = input('name? '); print('got', x)"
         header = await client.send("shell", "execute_request", {"code": code, **EXECUTE, "allow_stdin": True})
         kinds: list[str] = []
         while "input_request" not in kinds:
-            msg = await client.recv(30)
-            kind = msg["header"]["msg_type"]
-            kinds.append(f"stream:{msg['content']['text'].strip()}" if kind == "stream" else kind)
+            kinds.append(kind_of(await client.recv(30)))
         assert "stream:before" in kinds and kinds.index("stream:before") < kinds.index("input_request"), kinds
         await client.send("stdin", "input_reply", {"value": "gate"})
         rest = [k for k, _ in await received_in_order(client, header["msg_id"], "execute_reply")]
         assert "stream:got gate" in rest
-    finally:
-        await client.close()
 
 
 async def test_concurrent_clients_and_kernels_get_every_message(gserver):

@@ -96,3 +96,16 @@ async def test_a_curve_encrypted_kernel_works_over_either_setting(tmp_path, tran
         assert (await kernel.run_silent("x = 2", 30))["status"] == "ok"
     finally:
         await registry.shutdown_all()
+
+
+def test_a_malformed_range_stops_the_server_with_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "zasperhub.platform.cli", "--no-browser", "--port=9", f"--root-dir={tmp_path}",
+         "--KernelRegistry.kernel_port_range=10000"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "zasperhub: error: kernel port range must look like LOW-HIGH, not '10000'"

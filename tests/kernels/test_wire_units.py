@@ -21,7 +21,12 @@ from zasperhub.platform.kernels.codec import (
 )
 from zasperhub.platform.kernels.codec_json import JSONCodec
 from zasperhub.platform.kernels.codec_v1 import V1Codec
-from zasperhub.platform.kernels.replay import MESSAGE_OVERHEAD, PART_OVERHEAD, ReplayBudget, ReplayBuffer
+from zasperhub.platform.kernels.replay import (
+    MESSAGE_OVERHEAD,
+    PART_OVERHEAD,
+    ReplayBudget,
+    ReplayBuffer,
+)
 from zasperhub.platform.kernels.signing import Signer
 
 HEADER = {"msg_id": "m1", "msg_type": "execute_result", "session": "s", "username": "u", "version": "5.3", "date": "2026-01-01T00:00:00Z"}

@@ -13,6 +13,7 @@ a port before binding it, in test_zmtp_ports.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -94,6 +95,13 @@ class Peer:
         _, _, _, content = await self.wait(lambda ch, h, p, c: p.get("msg_id") == msg_id and h["msg_type"] == reply_type, timeout)
         return content
 
+    async def result_of(self, msg_id: str, timeout: float = 30) -> str:
+        """The text/plain execute_result of request `msg_id`."""
+        _, _, _, result = await self.wait(
+            lambda ch, h, p, c: p.get("msg_id") == msg_id and h["msg_type"] == "execute_result", timeout
+        )
+        return result["data"]["text/plain"]
+
     async def idle_after(self, msg_id: str, timeout: float = 30) -> None:
         await self.wait(lambda ch, h, p, c: ch == "iopub" and p.get("msg_id") == msg_id and c.get("execution_state") == "idle", timeout)
 
@@ -116,6 +124,17 @@ async def kernel_info_until_ready(peer: Peer, timeout: float = 60) -> None:
     raise TimeoutError("kernel never answered kernel_info")
 
 
+@contextlib.asynccontextmanager
+async def ready_peer(manager: AsyncKernelManager, transport: str) -> AsyncIterator[Peer]:
+    """A `Peer` on `manager`'s kernel once it answers kernel_info; its sockets closed afterwards."""
+    peer = Peer(manager.get_connection_info(session=False), transport)
+    try:
+        await kernel_info_until_ready(peer)
+        yield peer
+    finally:
+        peer.sockets.close()
+
+
 @pytest.fixture
 async def kernel(tmp_path) -> AsyncIterator[AsyncKernelManager]:
     km = AsyncKernelManager(kernel_name="python3", connection_file=str(tmp_path / "kernel.json"))
@@ -131,35 +150,27 @@ TRANSPORTS = pytest.mark.parametrize("transport", ["zmtp", "pyzmq"])
 
 @TRANSPORTS
 async def test_all_channels(kernel, transport):
-    peer = Peer(kernel.get_connection_info(session=False), transport)
-    try:
+    async with ready_peer(kernel, transport) as peer:
         assert isinstance(peer.sockets, ZMTPKernelSockets if transport == "zmtp" else KernelSockets)
-        await kernel_info_until_ready(peer)
         # control
         msg_id = peer.send("control", "kernel_info_request", {})
         assert (await peer.reply_to(msg_id, "kernel_info_reply"))["status"] == "ok"
         # shell + iopub
         msg_id = peer.send("shell", "execute_request", execute_content("6 * 7"))
-        _, _, _, result = await peer.wait(lambda ch, h, p, c: p.get("msg_id") == msg_id and h["msg_type"] == "execute_result")
-        assert result["data"]["text/plain"] == "42"
+        assert await peer.result_of(msg_id) == "42"
         await peer.idle_after(msg_id)
         # stdin: the kernel asks on stdin (addressed to our identity), we answer there
         msg_id = peer.send("shell", "execute_request", execute_content("input('name? ')", allow_stdin=True))
         _, request, _, content = await peer.wait(lambda ch, h, p, c: ch == "stdin" and h["msg_type"] == "input_request")
         assert content["prompt"] == "name? "
         peer.send("stdin", "input_reply", {"value": "zasper"}, parent=request)
-        _, _, _, result = await peer.wait(lambda ch, h, p, c: p.get("msg_id") == msg_id and h["msg_type"] == "execute_result")
-        assert result["data"]["text/plain"] == "'zasper'"
+        assert await peer.result_of(msg_id) == "'zasper'"
         assert peer.batches > 0
-    finally:
-        peer.sockets.close()
 
 
 @TRANSPORTS
 async def test_ten_megabyte_output_and_input(kernel, transport):
-    peer = Peer(kernel.get_connection_info(session=False), transport)
-    try:
-        await kernel_info_until_ready(peer)
+    async with ready_peer(kernel, transport) as peer:
         # 10 MB from the kernel (one stream message) ...
         msg_id = peer.send("shell", "execute_request", execute_content("print('x' * 10_000_000)"))
         await peer.idle_after(msg_id, timeout=60)
@@ -170,32 +181,23 @@ async def test_ten_megabyte_output_and_input(kernel, transport):
         assert text == "x" * 10_000_000 + "\n"
         # ... and 10 MB to it (long frames outbound).
         msg_id = peer.send("shell", "execute_request", execute_content("len('" + "y" * 10_000_000 + "')"))
-        _, _, _, result = await peer.wait(lambda ch, h, p, c: p.get("msg_id") == msg_id and h["msg_type"] == "execute_result", 60)
-        assert result["data"]["text/plain"] == "10000000"
-    finally:
-        peer.sockets.close()
+        assert await peer.result_of(msg_id, 60) == "10000000"
 
 
 @TRANSPORTS
 async def test_channels_reconnect_after_kill_and_restart(kernel, transport):
-    peer = Peer(kernel.get_connection_info(session=False), transport)
-    try:
-        await kernel_info_until_ready(peer)
+    async with ready_peer(kernel, transport) as peer:
         msg_id = peer.send("shell", "execute_request", execute_content("import os; os.getpid()"))
-        _, _, _, result = await peer.wait(lambda ch, h, p, c: p.get("msg_id") == msg_id and h["msg_type"] == "execute_result")
-        pid = int(result["data"]["text/plain"])
+        pid = int(await peer.result_of(msg_id))
         os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.5)
         # Same ports, new process: the same sockets object must reconnect on its own.
         await kernel.restart_kernel(now=True)
         await kernel_info_until_ready(peer)
         msg_id = peer.send("shell", "execute_request", execute_content("import os; os.getpid()"))
-        _, _, _, result = await peer.wait(lambda ch, h, p, c: p.get("msg_id") == msg_id and h["msg_type"] == "execute_result")
-        assert int(result["data"]["text/plain"]) != pid
+        assert int(await peer.result_of(msg_id)) != pid
         msg_id = peer.send("control", "kernel_info_request", {})
         assert (await peer.reply_to(msg_id, "kernel_info_reply"))["status"] == "ok"
-    finally:
-        peer.sockets.close()
 
 
 async def test_ipc_kernels_fall_back_to_pyzmq(tmp_path):
@@ -203,12 +205,8 @@ async def test_ipc_kernels_fall_back_to_pyzmq(tmp_path):
                             connection_file=str(tmp_path / "kernel.json"))
     await km.start_kernel()
     try:
-        peer = Peer(km.get_connection_info(session=False), transport="zmtp")
-        try:
+        async with ready_peer(km, "zmtp") as peer:
             assert isinstance(peer.sockets, KernelSockets)
-            await kernel_info_until_ready(peer)
-        finally:
-            peer.sockets.close()
     finally:
         await km.shutdown_kernel(now=True)
 
