@@ -1,5 +1,8 @@
 """A WebSocket protocol that parses every client frame already received in one pass.
 
+Used for kernel WebSockets that cannot be handed to an asyncio transport
+(see ws_direct.py), and as the base of `ws_direct.DirectProtocol`.
+
 Tornado's `WebSocketProtocol13` reads a frame with four awaited
 `read_bytes` calls (header, extended length, mask, payload).  After the
 first one the rest of the frame is still buffered, so its stream stops and

@@ -30,6 +30,7 @@ sent before the handshake wait (bounded by `MAX_PENDING_BYTES`, beyond which
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import struct
@@ -114,11 +115,24 @@ def parse_properties(data: bytes) -> dict[bytes, bytes]:
     return props
 
 
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> tuple[int, Any]:
+    """(family, address) to connect to; a numeric IP (the usual kernel `ip`) needs no resolver thread."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        family, _, _, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
+        return family, address
+    return (socket.AF_INET6, (host, port)) if ip.version == 6 else (socket.AF_INET, (host, port))
+
+
 class _Link(asyncio.Protocol):
     """One TCP connection of a channel; the channel outlives its connections (reconnects)."""
 
-    def __init__(self, channel: _Channel) -> None:
+    def __init__(self, channel: _Channel, sock: socket.socket) -> None:
         self.channel = channel
+        # Our own reference to the connection's socket: while the transport is
+        # paused, `_Channel.read_now` reads it directly (the read gate).
+        self.sock = sock
         self.transport: asyncio.Transport | None = None
         # Set once the channel adopted this connection, even if it is lost
         # again before the connector resumes: that connector is then done.
@@ -172,7 +186,15 @@ class _Channel:
             await asyncio.sleep(delay)
         while not self.closed:
             try:
-                _, link = await loop.create_connection(lambda: _Link(self), self.host, self.port)
+                family, address = await _resolve(loop, self.host, self.port)
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                try:
+                    sock.setblocking(False)
+                    await loop.sock_connect(sock, address)
+                    _, link = await loop.create_connection(lambda: _Link(self, sock), sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
                 if link.adopted:
                     # Adopted; if it was already lost, `detach` started a new
                     # connector — two would keep opening competing connections.
@@ -278,39 +300,63 @@ class _Channel:
             self.transport.write(b"".join(piece for pieces in pending for piece in pieces))
 
     # -- receiving -------------------------------------------------------------------
-    def data_received(self, data: bytes, deferred: bool = False) -> None:
-        buf = self._buf
-        buf += data
+    def data_received(self, data: bytes) -> None:
         owner = self.owner
-        if owner.held and not deferred and self.channel != "iopub" and self.ready and owner.gate is not None:
+        if owner.held and self.channel != "iopub" and self.ready and owner.gate is not None:
             # The kernel answered while its outputs are held (coalesce.py):
-            # those outputs go to clients first.  Resumed now, iopub is read
-            # on the loop's next pass; this answer is parsed on the pass after.
-            self.set_reading(False)
+            # those outputs go to clients first, read now from the paused
+            # iopub connection, then this answer — all in this one wake-up.
             owner.gate.answer_arrived(owner)
-            loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._resume_deferred)
-            return
+            iopub = owner.channels.get("iopub")
+            if iopub is not None:
+                iopub.read_now()
+        if self._feed(data):
+            self.owner.batch_done(self.channel)
+
+    def _feed(self, data: bytes) -> bool:
+        """Add received bytes and deliver every complete message; False if the connection was reset."""
+        buf = self._buf
+        if data:
+            buf += data
         if len(buf) < self._need:
-            return
+            return True
         try:
             consumed = self._parse(buf)
         except ProtocolError as e:
             log.warning("Kernel %s channel: %s; reconnecting", self.channel, e)
             if self.transport is not None:
                 self.transport.abort()
-            return
+            return False
         if consumed:
             del buf[:consumed]
-        self.owner.batch_done(self.channel)
+        return True
 
-    def _resume_deferred(self) -> None:
-        if self.closed or self.transport is None:
+    def read_now(self, limit: int = 4 * 1024 * 1024) -> None:
+        """Parse what the kernel already sent on this connection, without waiting for the loop.
+
+        Used on the held iopub connection when the kernel's answer arrives:
+        its outputs were published before the answer was sent, so they are
+        in this socket's buffer already.  Up to `limit` bytes are read here;
+        anything more, and an end of stream, is left for the transport (which
+        sees the same socket) once reading resumes.  Clients are flushed by
+        the caller, with the answer.
+        """
+        link = self.link
+        if link is None or not self.ready or self.closed:
             return
-        self.set_reading(True)
-        # Parsed now even if iopub is held again meanwhile: the outputs before this
-        # answer were released already, and deferring again could starve it.
-        self.data_received(b"", deferred=True)
+        while limit > 0:
+            want = min(limit, 256 * 1024)
+            try:
+                data = link.sock.recv(want)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # the transport reports the error when it reads next
+            if not data:
+                return
+            limit -= len(data)
+            if not self._feed(data) or self.link is not link or len(data) < want:
+                return  # a short read emptied the buffer: no second recv just to hear EAGAIN
 
     def set_reading(self, on: bool) -> None:
         """Pause or resume reading this channel's connection (the read gate)."""

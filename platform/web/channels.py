@@ -5,10 +5,12 @@ Authentication, the Host check and the Origin check run before the upgrade
 The wire format is negotiated from the offered subprotocols and handled by a
 codec; this module only moves frames.
 
-Outgoing frames are framed here (RFC 6455, unmasked, uncompressed) and
-written once per batch of kernel messages — straight to the socket when
-tornado has nothing queued, else through the stream — instead of one
-`write_message` task per message.  Bytes accepted but not yet flushed to the
+After the handshake the connection is handed to an asyncio transport
+(`kernels/ws_direct.py`); one that cannot be (see there) stays on tornado's
+stream with the batched frame reader.  Outgoing frames are framed here (RFC 6455, unmasked,
+uncompressed) and written once per batch of kernel messages — to the
+transport, or on tornado's stream straight to the socket when nothing is
+queued — instead of one `write_message` task per message.  Bytes accepted but not yet flushed to the
 client are counted; a client more than `KernelRegistry.client_buffer_bytes`
 behind is disconnected with code 1013 (its messages are not dropped
 silently: it reconnects and, if it was the only client, gets what arrived
@@ -36,7 +38,7 @@ from zasperhub.platform.kernels.codec import (
     choose_subprotocol,
     codec_for,
 )
-from zasperhub.platform.kernels.ws_reader import BurstReadingProtocol
+from zasperhub.platform.kernels.ws_direct import DirectProtocol
 from zasperhub.platform.web.base import BaseHandler
 
 log = logging.getLogger("zasperhub.kernels")
@@ -65,7 +67,7 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         self.session_id = ""
         self.codec: Codec | None = None
         self._out: list[bytes] = []
-        self._direct = False
+        self._plain_tcp = False
         self._pending = 0
         self._closed = False
 
@@ -83,10 +85,11 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         return None  # compressing every small message costs more CPU than it saves
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        # Same protocol and parameters as tornado's, with the batched frame reader.
+        # Tornado's handshake and parameters; then a direct asyncio transport
+        # (plain TCP) or the batched frame reader (TLS).  See ws_direct.py.
         protocol = super().get_websocket_protocol()
         if type(protocol) is WebSocketProtocol13:
-            return BurstReadingProtocol(self, False, protocol.params)
+            return DirectProtocol(self, False, protocol.params)
         return protocol
 
     @property
@@ -121,7 +124,7 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
             stream.set_nodelay(True)
         # Plain TCP streams may be written to directly when tornado holds no
         # queued bytes (never TLS streams: the socket carries ciphertext).
-        self._direct = type(stream) is IOStream
+        self._plain_tcp = type(stream) is IOStream
         self.codec = codec_for(self.selected_subprotocol)
         if self.kernel is None or self.kernel.shutting_down:
             self.close(1011, "kernel is gone")
@@ -163,15 +166,25 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         """One write for everything delivered since the last flush (one batch of kernel messages)."""
         if not self._out:
             return
-        if self._closed or self.ws_connection is None or self.ws_connection.is_closing():
+        protocol = self.ws_connection
+        if self._closed or protocol is None or protocol.is_closing():
             self._out.clear()
             return
+        if isinstance(protocol, DirectProtocol):
+            if protocol.switching:
+                return  # sent once the direct transport is up
+            if protocol.direct is not None:
+                data = b"".join(self._out)
+                self._out.clear()
+                protocol.direct.write(data)
+                self._check_backlog(protocol.direct.buffered())
+                return
         data = b"".join(self._out)
         self._out.clear()
-        stream = self.ws_connection.stream
+        stream = protocol.stream
         if stream is None:
             return
-        if self._direct and not stream.writing():
+        if self._plain_tcp and not stream.writing():
             # Nothing queued in tornado: hand the bytes to the socket now and
             # queue only a remainder (saves a Future and several calls per write).
             try:
@@ -192,11 +205,14 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
             return
         self._pending += len(data)
         future.add_done_callback(functools.partial(self._flushed, len(data)))
+        self._check_backlog(self._pending)
+
+    def _check_backlog(self, pending: int) -> None:
         limit = self.zasper.kernel_registry.client_buffer_bytes
-        if self._pending > limit:
+        if pending > limit:
             log.warning(
                 "Kernel %s: client %s is %d bytes behind (limit %d); disconnecting it",
-                self.kernel_id, self.session_id or "-", self._pending, limit,
+                self.kernel_id, self.session_id or "-", pending, limit,
             )
             self.close_with(1013, "Client too slow: send buffer limit exceeded; reconnect")
 

@@ -1,4 +1,4 @@
-"""The batched WebSocket frame reader (platform/kernels/ws_reader.py) at the byte level.
+"""The kernel WebSocket server side (platform/kernels/ws_direct.py, ws_reader.py) at the byte level.
 
 A raw TCP client writes frames the way real networks deliver them — several
 in one segment, one split into single bytes, fragmented messages, control
@@ -22,7 +22,8 @@ from tests.kernels.wsclient import new_header
 class RawWS:
     """A legacy-protocol WebSocket client over a plain socket (client frames masked, as RFC 6455 requires)."""
 
-    def __init__(self, server: Any, kernel_id: str) -> None:
+    def __init__(self, server: Any, kernel_id: str, early: bytes = b"") -> None:
+        """Connect; `early` is sent in the same segment as the handshake (before the 101, as RFC 6455 forbids)."""
         self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
@@ -31,6 +32,7 @@ class RawWS:
                 f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
+            + early
         )
         head = b""
         while b"\r\n\r\n" not in head:
@@ -117,6 +119,23 @@ async def test_frames_coalesced_split_and_fragmented(kserver, http):
         http.delete(f"/api/kernels/{kid}")
 
 
+async def test_frames_sent_with_the_handshake_are_not_lost(kserver, http):
+    """Bytes tornado read past the request keep the connection on tornado's stream (the fallback path)."""
+    kid = start_kernel(http)
+    session = os.urandom(8).hex()
+    try:
+        first = RawWS.__new__(RawWS)
+        first.session = session
+        a, fa = first.execute_frame("40 + 2")
+        b, fb = first.execute_frame("'x' * 3")
+        ws = RawWS(kserver, kid, early=RawWS.frame(0x1, fa) + RawWS.frame(0x9, b"early ping"))
+        ws.sock.sendall(ws.frame(0x1, fb))
+        assert ws.results({a, b}) == {a: "42", b: "'xxx'"}
+    finally:
+        ws.sock.close()
+        http.delete(f"/api/kernels/{kid}")
+
+
 async def test_pings_are_answered(kserver, http):
     kid = start_kernel(http)
     ws = RawWS(kserver, kid)
@@ -136,26 +155,29 @@ async def test_pings_are_answered(kserver, http):
 
 
 async def test_protocol_violations_close_the_connection(kserver, http):
+    """Each violation gets a close frame with its code and a reason, and the connection ends."""
     kid = start_kernel(http)
+    unmasked = struct.pack("!BB", 0x81, 2) + b"{}"
     try:
-        for bad in (
-            RawWS.frame(0x1, b"{}", rsv=0x40),  # an extension bit nobody negotiated
-            RawWS.frame(0x9, b"x", fin=False),  # a fragmented control frame
-            RawWS.frame(0x0, b"{}"),  # a continuation with nothing to continue
+        for bad, code in (
+            (RawWS.frame(0x1, b"{}", rsv=0x40), 1002),  # an extension bit nobody negotiated
+            (RawWS.frame(0x9, b"x", fin=False), 1002),  # a fragmented control frame
+            (RawWS.frame(0x0, b"{}"), 1002),  # a continuation with nothing to continue
+            (RawWS.frame(0x3, b"{}"), 1002),  # a reserved opcode
+            (unmasked, 1002),  # client frames must be masked
+            (RawWS.frame(0x1, b"\xff\xfe{}"), 1007),  # text that is not UTF-8
         ):
             ws = RawWS(kserver, kid)
             try:
                 ws.sock.sendall(bad)
                 deadline = time.monotonic() + 30
-                closed = False
-                while not closed and time.monotonic() < deadline:
-                    try:
-                        opcode, _ = ws.recv()
-                    except (ConnectionError, OSError):
-                        closed = True
-                        break
-                    closed = opcode == 0x8
-                assert closed, bad
+                opcode, payload = 0, b""
+                while opcode != 0x8 and time.monotonic() < deadline:
+                    opcode, payload = ws.recv()
+                assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == code, (bad, payload)
+                assert payload[2:], "a close reason"
+                ws.sock.settimeout(10)
+                assert ws.sock.recv(1) == b"", "the server ends the connection"
             finally:
                 ws.sock.close()
         # The kernel and new clients are unaffected.

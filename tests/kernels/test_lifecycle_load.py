@@ -1,7 +1,8 @@
 """Lifecycle behaviour that keeps the server usable under load, with real ipykernel kernels.
 
 Checked: kernels (and all their threads) run at a lower priority than the
-server, also after a restart, and not when `kernel_niceness` is 0; the replay
+server, also after a restart, and not when `kernel_niceness` is 0; the
+server and its kernels run under SCHED_BATCH (unless switched off); the replay
 buffer keeps only what no client received; while the server shuts down,
 requests for its kernels and sessions get 503, not 404; a new kernel is
 usable right after its session is created (the kernel_info handshake).
@@ -75,6 +76,35 @@ async def test_kernels_run_below_the_server_also_after_restart(kserver, http):
         http.delete(f"/api/kernels/{kid}")
     # The server itself was left alone.
     assert psutil.Process(kserver.proc.pid).nice() == server_nice
+
+
+def _policies(pid: int) -> set[int]:
+    return {os.sched_getscheduler(t.id) for t in psutil.Process(pid).threads()}
+
+
+async def test_server_and_kernels_do_not_preempt_on_wakeup(kserver, http, tmp_path):
+    # The event loop thread runs under SCHED_BATCH: its wake-ups do not preempt kernels.
+    assert os.sched_getscheduler(kserver.proc.pid) == os.SCHED_BATCH
+    kid = start_kernel(http)
+    try:
+        client = await KernelWS.connect(kserver, kid)
+        try:
+            assert _policies(await _pid(client)) == {os.SCHED_BATCH}  # inherited
+        finally:
+            await client.close()
+    finally:
+        http.delete(f"/api/kernels/{kid}")
+    srv = start_kernel_server(tmp_path, "--ZasperApp.batch_scheduling=False")
+    try:
+        assert _policies(srv.proc.pid) == {os.SCHED_OTHER}
+        with srv.client() as other:
+            client = await KernelWS.connect(srv, start_kernel(other))
+            try:
+                assert _policies(await _pid(client)) == {os.SCHED_OTHER}
+            finally:
+                await client.close()
+    finally:
+        srv.stop()
 
 
 async def test_kernel_niceness_zero_keeps_the_server_priority(tmp_path):

@@ -384,9 +384,12 @@ async def test_self_connect_releases_the_port_for_the_kernel():
     try:
         shell = sockets.channels["shell"]
         # Force what chance produces while a kernel starts: source port == destination port.
-        transport, _ = await asyncio.get_running_loop().create_connection(
-            lambda: _Link(shell), "127.0.0.1", port, local_addr=("127.0.0.1", port)
-        )
+        loop = asyncio.get_running_loop()
+        raw = socket.socket()
+        raw.setblocking(False)
+        raw.bind(("127.0.0.1", port))
+        await loop.sock_connect(raw, ("127.0.0.1", port))
+        transport, _ = await loop.create_connection(lambda: _Link(shell, raw), sock=raw)
         assert transport.is_closing() and not shell.ready
         await asyncio.sleep(0.05)
         router.bind(f"tcp://127.0.0.1:{port}")  # the "kernel" gets its port

@@ -1,0 +1,161 @@
+"""`DirectWebSocket` (platform/kernels/ws_direct.py) against an in-memory transport.
+
+The byte-level tests against a real server are in test_channels_ws_reader.py;
+these cover what needs a clock or exact byte boundaries: keepalive, the
+close timeout, frames split at every offset, and the size limit across
+fragments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from typing import Any
+
+from zasperhub.platform.kernels import ws_direct
+from zasperhub.platform.kernels.ws_direct import DirectWebSocket
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+        self.aborted = False
+
+    def write(self, data: Any) -> None:
+        assert not self.closed
+        self.out += data
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[str | bytes] = []
+
+    def on_message(self, message: str | bytes) -> None:
+        self.messages.append(message)
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    mask = os.urandom(4)
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", first, 0x80 | n)
+    elif n <= 0xFFFF:
+        head = struct.pack("!BBH", first, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    frames = []
+    pos = 0
+    while pos < len(data):
+        first, n = data[pos], data[pos + 1] & 0x7F
+        pos += 2
+        if n == 126:
+            n = struct.unpack_from("!H", data, pos)[0]
+            pos += 2
+        elif n == 127:
+            n = struct.unpack_from("!Q", data, pos)[0]
+            pos += 8
+        frames.append((first & 0x0F, bytes(data[pos : pos + n])))
+        pos += n
+    return frames
+
+
+def make(max_size: int = 1 << 20, ping: float = 0.0) -> tuple[DirectWebSocket, FakeTransport, Sink]:
+    sink = Sink()
+    ws = DirectWebSocket(sink, max_size, ping, ping)
+    transport = FakeTransport()
+    ws.connection_made(transport)
+    return ws, transport, sink
+
+
+async def test_frames_split_at_every_offset():
+    stream = (client_frame(0x1, "héllo".encode()) + client_frame(0x2, b"\x00" * 300)
+              + client_frame(0x1, b"a" * 70000) + client_frame(0x9, b"hi"))
+    for cut in range(0, len(stream), 997):
+        ws, transport, sink = make()
+        ws.data_received(stream[:cut])
+        ws.data_received(stream[cut:])
+        assert sink.messages == ["héllo", b"\x00" * 300, "a" * 70000], cut
+        assert server_frames(bytes(transport.out)) == [(0xA, b"hi")]
+    # One byte at a time.
+    ws, transport, sink = make()
+    for i in range(len(stream)):
+        ws.data_received(stream[i : i + 1])
+    assert len(sink.messages) == 3
+
+
+async def test_fragments_with_a_ping_between_and_the_size_limit_across_them():
+    ws, transport, sink = make(max_size=100)
+    ws.data_received(client_frame(0x1, b"x" * 60, fin=False) + client_frame(0x9, b"p") + client_frame(0x0, b"y" * 30))
+    assert sink.messages == ["x" * 60 + "y" * 30]
+    ws.data_received(client_frame(0x2, b"x" * 60, fin=False) + client_frame(0x0, b"y" * 60))
+    frames = server_frames(bytes(transport.out))
+    assert frames[-1][0] == 0x8 and struct.unpack("!H", frames[-1][1][:2])[0] == 1009
+    assert len(sink.messages) == 1 and transport.closed
+
+
+async def test_keepalive_drops_a_silent_client_and_keeps_an_answering_one():
+    ws, transport, _ = make(ping=3600)  # ticks driven by hand below
+    assert ws._ping_timer is not None
+    ws._keepalive()  # first tick: the client spoke since connecting (the handshake)
+    assert server_frames(bytes(transport.out)) == [(0x9, b"")]
+    ws.data_received(client_frame(0xA, b""))  # the pong
+    ws._keepalive()
+    assert not transport.aborted and len(server_frames(bytes(transport.out))) == 2
+    ws._keepalive()  # nothing heard since the second ping
+    assert transport.aborted
+    ws.connection_lost(None)
+    assert ws.done.done() and ws._ping_timer is None
+
+
+async def test_our_close_waits_for_the_client_then_drops(monkeypatch):
+    monkeypatch.setattr(ws_direct, "CLOSE_WAIT", 0.05)
+    ws, transport, _ = make()
+    ws.close(1013, "too slow")
+    ws.close(1000, "again")  # one close frame only
+    assert server_frames(bytes(transport.out)) == [(0x8, struct.pack("!H", 1013) + b"too slow")]
+    assert ws.closing and not transport.closed
+    ws.write(b"late")  # nothing after the close frame
+    assert transport.out.endswith(b"too slow")
+    await asyncio.sleep(0.1)
+    assert transport.aborted
+
+
+async def test_client_close_is_echoed_and_ends_the_connection():
+    ws, transport, sink = make()
+    ws.data_received(client_frame(0x8, struct.pack("!H", 1001) + b"going") + client_frame(0x1, b"ignored"))
+    assert server_frames(bytes(transport.out)) == [(0x8, struct.pack("!H", 1001))]
+    assert transport.closed and sink.messages == []
+    assert (ws.close_code, ws.close_reason) == (1001, "going")
+
+
+async def test_a_handler_error_does_not_end_the_connection():
+    class Failing(Sink):
+        def on_message(self, message: str | bytes) -> None:
+            super().on_message(message)
+            raise RuntimeError("boom")
+
+    ws = DirectWebSocket(Failing(), 1 << 20)
+    transport = FakeTransport()
+    ws.connection_made(transport)
+    ws.data_received(client_frame(0x1, b"a") + client_frame(0x1, b"b"))
+    assert ws.sink.messages == ["a", "b"] and not transport.closed
