@@ -30,6 +30,7 @@ sent before the handshake wait (bounded by `MAX_PENDING_BYTES`, beyond which
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -191,7 +192,7 @@ class _Channel:
                 try:
                     sock.setblocking(False)
                     await loop.sock_connect(sock, address)
-                    _, link = await loop.create_connection(lambda: _Link(self, sock), sock=sock)
+                    _, link = await loop.create_connection(functools.partial(_Link, self, sock), sock=sock)
                 except BaseException:
                     sock.close()
                     raise

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from tests.kernels.conftest import start_kernel
-from tests.kernels.wsclient import new_header
+from tests.kernels.wsclient import masked_frame, new_header
 
 
 class RawWS:
@@ -43,18 +43,7 @@ class RawWS:
         self.buf = b""
         self.session = os.urandom(8).hex()
 
-    @staticmethod
-    def frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:
-        mask = os.urandom(4)
-        first = (0x80 if fin else 0) | rsv | opcode
-        n = len(payload)
-        if n < 126:
-            head = struct.pack("!BB", first, 0x80 | n)
-        elif n <= 0xFFFF:
-            head = struct.pack("!BBH", first, 0x80 | 126, n)
-        else:
-            head = struct.pack("!BBQ", first, 0x80 | 127, n)
-        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    frame = staticmethod(masked_frame)
 
     def execute_frame(self, code: str) -> tuple[str, bytes]:
         header = new_header("execute_request", self.session)

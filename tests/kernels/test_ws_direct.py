@@ -9,12 +9,13 @@ fragments.
 from __future__ import annotations
 
 import asyncio
-import os
 import struct
 from typing import Any
 
 from zasperhub.platform.kernels import ws_direct
 from zasperhub.platform.kernels.ws_direct import DirectWebSocket
+
+from tests.kernels.wsclient import masked_frame
 
 
 class FakeTransport(asyncio.Transport):
@@ -49,19 +50,6 @@ class Sink:
         self.messages.append(message)
 
 
-def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    mask = os.urandom(4)
-    first = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", first, 0x80 | n)
-    elif n <= 0xFFFF:
-        head = struct.pack("!BBH", first, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, 0x80 | 127, n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 def server_frames(data: bytes) -> list[tuple[int, bytes]]:
     frames = []
     pos = 0
@@ -88,8 +76,8 @@ def make(max_size: int = 1 << 20, ping: float = 0.0) -> tuple[DirectWebSocket, F
 
 
 async def test_frames_split_at_every_offset():
-    stream = (client_frame(0x1, "héllo".encode()) + client_frame(0x2, b"\x00" * 300)
-              + client_frame(0x1, b"a" * 70000) + client_frame(0x9, b"hi"))
+    stream = (masked_frame(0x1, "héllo".encode()) + masked_frame(0x2, b"\x00" * 300)
+              + masked_frame(0x1, b"a" * 70000) + masked_frame(0x9, b"hi"))
     for cut in range(0, len(stream), 997):
         ws, transport, sink = make()
         ws.data_received(stream[:cut])
@@ -105,9 +93,9 @@ async def test_frames_split_at_every_offset():
 
 async def test_fragments_with_a_ping_between_and_the_size_limit_across_them():
     ws, transport, sink = make(max_size=100)
-    ws.data_received(client_frame(0x1, b"x" * 60, fin=False) + client_frame(0x9, b"p") + client_frame(0x0, b"y" * 30))
+    ws.data_received(masked_frame(0x1, b"x" * 60, fin=False) + masked_frame(0x9, b"p") + masked_frame(0x0, b"y" * 30))
     assert sink.messages == ["x" * 60 + "y" * 30]
-    ws.data_received(client_frame(0x2, b"x" * 60, fin=False) + client_frame(0x0, b"y" * 60))
+    ws.data_received(masked_frame(0x2, b"x" * 60, fin=False) + masked_frame(0x0, b"y" * 60))
     frames = server_frames(bytes(transport.out))
     assert frames[-1][0] == 0x8 and struct.unpack("!H", frames[-1][1][:2])[0] == 1009
     assert len(sink.messages) == 1 and transport.closed
@@ -118,7 +106,7 @@ async def test_keepalive_drops_a_silent_client_and_keeps_an_answering_one():
     assert ws._ping_timer is not None
     ws._keepalive()  # first tick: the client spoke since connecting (the handshake)
     assert server_frames(bytes(transport.out)) == [(0x9, b"")]
-    ws.data_received(client_frame(0xA, b""))  # the pong
+    ws.data_received(masked_frame(0xA, b""))  # the pong
     ws._keepalive()
     assert not transport.aborted and len(server_frames(bytes(transport.out))) == 2
     ws._keepalive()  # nothing heard since the second ping
@@ -142,7 +130,7 @@ async def test_our_close_waits_for_the_client_then_drops(monkeypatch):
 
 async def test_client_close_is_echoed_and_ends_the_connection():
     ws, transport, sink = make()
-    ws.data_received(client_frame(0x8, struct.pack("!H", 1001) + b"going") + client_frame(0x1, b"ignored"))
+    ws.data_received(masked_frame(0x8, struct.pack("!H", 1001) + b"going") + masked_frame(0x1, b"ignored"))
     assert server_frames(bytes(transport.out)) == [(0x8, struct.pack("!H", 1001))]
     assert transport.closed and sink.messages == []
     assert (ws.close_code, ws.close_reason) == (1001, "going")
@@ -157,5 +145,5 @@ async def test_a_handler_error_does_not_end_the_connection():
     ws = DirectWebSocket(Failing(), 1 << 20)
     transport = FakeTransport()
     ws.connection_made(transport)
-    ws.data_received(client_frame(0x1, b"a") + client_frame(0x1, b"b"))
+    ws.data_received(masked_frame(0x1, b"a") + masked_frame(0x1, b"b"))
     assert ws.sink.messages == ["a", "b"] and not transport.closed

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import struct
 import time
 import uuid
@@ -18,6 +19,20 @@ from typing import Any
 import websockets
 
 V1 = "v1.kernel.websocket.jupyter.org"
+
+
+def masked_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:
+    """One client → server WebSocket frame, masked as RFC 6455 requires, built byte by byte."""
+    mask = os.urandom(4)
+    first = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", first, 0x80 | n)
+    elif n <= 0xFFFF:
+        head = struct.pack("!BBH", first, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def new_header(msg_type: str, session: str) -> dict[str, Any]:
