@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.support.server import ServerProcess
@@ -71,6 +72,18 @@ def kserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
 def http(kserver: ServerProcess) -> Iterator[httpx.Client]:
     with kserver.client() as client:
         yield client
+
+
+def kernel_processes(server_pid: int) -> list[psutil.Process]:
+    """The server's ipykernel descendants; one exiting (or a zombie not reaped yet) meanwhile is skipped."""
+    found = []
+    for proc in psutil.Process(server_pid).children(recursive=True):
+        try:
+            if "ipykernel" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:  # gone, or a zombie: not a running kernel
+            pass
+    return found
 
 
 def start_kernel(http: httpx.Client, name: str = "python3", **body: Any) -> str:

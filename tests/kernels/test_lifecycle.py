@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.kernels.conftest import start_kernel, start_kernel_server
+from tests.kernels.conftest import kernel_processes, start_kernel, start_kernel_server
 from tests.kernels.wsclient import KernelWS
 
 
@@ -138,10 +138,6 @@ async def test_idle_kernel_is_culled_but_not_while_connected(strict_server):
             await client.close()
 
 
-def _kernel_processes(server_pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(server_pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
-
-
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         # TIME_WAIT remnants are fine; a listener still holding the port is not.
@@ -162,7 +158,7 @@ async def test_server_exit_leaves_no_kernels_ports_or_files(tmp_path, sig):
             busy = await KernelWS.connect(srv, kids[0], "v1")
             await busy.send("shell", "execute_request", {"code": "while True: pass", "silent": False, "store_history": False,
                                                           "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
-            procs = _kernel_processes(srv.proc.pid)
+            procs = kernel_processes(srv.proc.pid)
             assert len(procs) == 2
             ports = []
             for kid in kids:

@@ -19,12 +19,12 @@ import httpx
 import psutil
 import pytest
 
-from tests.kernels.conftest import start_kernel, start_kernel_server
+from tests.kernels.conftest import kernel_processes, start_kernel, start_kernel_server
 from tests.kernels.wsclient import KernelWS
 
 
 def _kernel_pids(server_pid: int) -> set[int]:
-    return {p.pid for p in psutil.Process(server_pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())}
+    return {p.pid for p in kernel_processes(server_pid)}
 
 
 def _wait_pool(srv, http: httpx.Client, pooled: int, ready_total: int, timeout: float = 90) -> set[int]:

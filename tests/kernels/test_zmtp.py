@@ -33,6 +33,7 @@ from zasperhub.platform.kernels.zmqio import (
     DELIMITER,
     KernelSockets,
     open_kernel_sockets,
+    wait_listening,
 )
 from zasperhub.platform.kernels.zmtp import (
     ZMTPKernelSockets,
@@ -126,8 +127,15 @@ async def kernel_info_until_ready(peer: Peer, timeout: float = 60) -> None:
 
 @contextlib.asynccontextmanager
 async def ready_peer(manager: AsyncKernelManager, transport: str) -> AsyncIterator[Peer]:
-    """A `Peer` on `manager`'s kernel once it answers kernel_info; its sockets closed afterwards."""
-    peer = Peer(manager.get_connection_info(session=False), transport)
+    """A `Peer` on `manager`'s kernel once it answers kernel_info; its sockets closed afterwards.
+
+    Connected only once the kernel listens, as the server does (see
+    `wait_listening`): libzmq retrying a port not bound yet can connect to
+    itself, and the kernel's stdin messages are then lost.
+    """
+    info = manager.get_connection_info(session=False)
+    await wait_listening(info)
+    peer = Peer(info, transport)
     try:
         await kernel_info_until_ready(peer)
         yield peer
