@@ -36,8 +36,8 @@ from zasperhub.platform.web.util import utcnow
 log = logging.getLogger("zasperhub")
 
 
-def use_batch_scheduling() -> bool:
-    """Put this process (and the threads it starts later) under SCHED_BATCH; False where unsupported.
+def use_batch_scheduling() -> None:
+    """Put this process (and the threads it starts later) under SCHED_BATCH, where Linux allows it.
 
     The server is I/O-bound and wakes for every kernel message; under the
     normal policy each wake-up preempts whatever kernel is running on that
@@ -50,9 +50,8 @@ def use_batch_scheduling() -> bool:
     """
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux, or a sandbox that forbids it
-        return False
-    return True
+    except (AttributeError, OSError):  # not Linux, or a sandbox that forbids it: keep the normal policy
+        pass
 
 
 class StartupError(Exception):

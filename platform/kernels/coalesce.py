@@ -40,21 +40,37 @@ import itertools
 class Holdable:
     """What the gate keeps on a kernel's sockets; both kernel transports derive from it."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: ReadGate | None = None) -> None:
+        self.gate = gate
         self.closed = False
         # While held, iopub is not read (the kernel's outputs wait in the socket buffers).
         self.held = False
+        # True while the outputs are released because an answer arrived: the
+        # transport then flushes them to clients together with that answer.
+        self.answering = False
         # Bumped by every hold and release: a queued deadline with an older token is stale.
         self.hold_token = 0
         # Until then iopub reads are not held again (the burst's late idle passes at once).
         self.free_until = 0.0
+
+    def answer_arrived(self) -> None:
+        """The kernel answered on shell/stdin/control: read its held outputs now, before the answer."""
+        if self.held and self.gate is not None:
+            self.answering = True
+            try:
+                self.gate.answer_arrived(self)
+            finally:
+                self.answering = False
 
     def hold(self) -> None:
         """Stop reading iopub."""
         raise NotImplementedError
 
     def release(self) -> None:
-        """Read the iopub messages that waited, then read iopub as it arrives again."""
+        """Read the iopub messages that waited, at once, then read iopub as it arrives again.
+
+        Unless `answering`, the transport also flushes them to clients.
+        """
         raise NotImplementedError
 
 

@@ -24,6 +24,8 @@ import socket
 import sys
 from typing import Any
 
+from zasperhub.platform.kernels.zmqio import tcp_host
+
 #: Ports handed out recently, never handed out again while listed (five per kernel).
 _RECENT = 4096
 #: The lowest port ever used (well-known and registered ports below are left alone).
@@ -129,8 +131,7 @@ def assign(manager: Any, picker: PortPicker) -> bool:
         return False
     if any(getattr(manager, name, 0) for name in CHANNEL_PORTS):
         return False  # ports already chosen (a restart keeps them)
-    ip = getattr(manager, "ip", "") or "127.0.0.1"
-    ports = picker.pick(len(CHANNEL_PORTS), "127.0.0.1" if ip in ("0.0.0.0", "") else ip)
+    ports = picker.pick(len(CHANNEL_PORTS), tcp_host({"ip": getattr(manager, "ip", "")}))
     for name, port in zip(CHANNEL_PORTS, ports):
         setattr(manager, name, port)
     manager.cache_ports = False

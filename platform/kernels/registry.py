@@ -131,16 +131,16 @@ class KernelRegistry(LoggingConfigurable):
     )
     max_message_bytes = Int(64 * 1024 * 1024, config=True, help="Largest WebSocket frame a client may send.")
 
-    # 5, not 10: measured at 32×10 / 64×10 (benchmarks/RESULTS.md), nice 10
-    # starved the kernels (0.42× Jupyter Server's replies/s), nice 0 let
-    # 64 busy kernels starve the API (/api/status p99 2.9 s); 5 kept the API
-    # under 0.3 s and most of the throughput.
     kernel_transport = Enum(
         ["", "pyzmq", "zmtp"], "", config=True,
         help="How the server talks to tcp kernels: 'zmtp' (the ZMQ wire protocol spoken on the event loop, "
         "the default; less CPU per message) or 'pyzmq' (libzmq).  ipc and CurveZMQ-encrypted kernels always "
         "use pyzmq.  Empty: the ZASPERHUB_KERNEL_TRANSPORT environment variable, else zmtp.",
     )
+    # 5, not 10: measured at 32×10 / 64×10 (benchmarks/RESULTS.md), nice 10
+    # starved the kernels (0.42× Jupyter Server's replies/s), nice 0 let
+    # 64 busy kernels starve the API (/api/status p99 2.9 s); 5 kept the API
+    # under 0.3 s and most of the throughput.
     kernel_niceness = Int(
         5, config=True,
         help="Nice increment for kernel processes over the server's own (0: same priority), applied once a kernel "

@@ -16,8 +16,8 @@ tornado's stream is closed (the connection lives on in the duplicate) and
 the duplicate becomes a transport driven by `DirectWebSocket`.  Messages the
 kernel sends meanwhile wait in the handler.  Any other stream — bytes still
 queued in tornado, a client that sent frames before the 101, a TLS stream
-(its socket carries ciphertext) — keeps tornado's stream and the batched
-reader (`ws_reader.BurstReadingProtocol`).
+(its socket carries ciphertext) — stays with tornado's own protocol, which
+is correct, only slower.
 
 RFC 6455 as tornado applies it: client frames must be masked; fragmented
 messages may have control frames between their fragments; a close frame is
@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from tornado.iostream import IOStream
 from tornado.util import _websocket_mask
-from zasperhub.platform.kernels.ws_reader import BurstReadingProtocol
+from tornado.websocket import WebSocketProtocol13
 
 log = logging.getLogger("zasperhub.kernels")
 
@@ -57,15 +57,19 @@ class MessageSink(Protocol):
     def on_message(self, message: str | bytes) -> Any: ...
 
 
+def frame_header(opcode: int, length: int) -> bytes:
+    """RFC 6455 header of a final, unmasked (server → client) frame."""
+    first = _FIN | opcode
+    if length < 126:
+        return struct.pack("!BB", first, length)
+    if length <= 0xFFFF:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
 def encode_frame(opcode: int, payload: bytes) -> bytes:
     """A final, unmasked (server → client) frame."""
-    first = _FIN | opcode
-    length = len(payload)
-    if length < 126:
-        return struct.pack("!BB", first, length) + payload
-    if length <= 0xFFFF:
-        return struct.pack("!BBH", first, 126, length) + payload
-    return struct.pack("!BBQ", first, 127, length) + payload
+    return frame_header(opcode, len(payload)) + payload
 
 
 class _Violation(Exception):
@@ -269,7 +273,7 @@ class DirectWebSocket(asyncio.Protocol):
         self.close(self.close_code)
 
 
-class DirectProtocol(BurstReadingProtocol):
+class DirectProtocol(WebSocketProtocol13):
     """Tornado's WebSocket protocol for the handshake; a `DirectWebSocket` after it when possible."""
 
     direct: DirectWebSocket | None = None

@@ -124,9 +124,7 @@ class KernelSockets(Holdable):
         self._on_message = on_message
         # Called once per drained batch, so clients get one write per batch.
         self._on_batch_end = on_batch_end
-        super().__init__()
-        self.gate = gate
-        self._draining = False
+        super().__init__(gate)
         self._fds: dict[str, int] = {}
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.sockets: dict[str, zmq.Socket] = {}
@@ -167,31 +165,26 @@ class KernelSockets(Holdable):
         self._loop.add_reader(self._fds["iopub"], self._drain, "iopub")
         # Edge-triggered fd: an edge that fired while held is gone, so drain now.
         got = self._drain_batch("iopub")
-        if got and not self.closed and not self._draining:
+        if got and not self.closed and not self.answering:
             self._batch_end("iopub")
 
     def _drain(self, channel: str) -> None:
         if self.closed:
             return
-        gate = self.gate
         if channel == "iopub":
             if self.held:
                 return
-        elif self.held and gate is not None:
+        elif self.held:
             # The kernel answered: its held outputs go to clients first.
-            self._draining = True
-            try:
-                gate.answer_arrived(self)
-            finally:
-                self._draining = False
+            self.answer_arrived()
             if self.closed:
                 return
         got = self._drain_batch(channel)
         if self.closed:
             return
         self._batch_end(channel)
-        if got and channel == "iopub" and gate is not None:
-            gate.after_output(self)
+        if got and channel == "iopub" and self.gate is not None:
+            self.gate.after_output(self)
 
     def _batch_end(self, channel: str) -> None:
         try:

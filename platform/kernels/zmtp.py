@@ -303,22 +303,17 @@ class _Channel:
     # -- receiving -------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         owner = self.owner
-        if owner.held and self.channel != "iopub" and self.ready and owner.gate is not None:
-            # The kernel answered while its outputs are held (coalesce.py):
-            # those outputs go to clients first, read now from the paused
-            # iopub connection, then this answer — all in this one wake-up.
-            owner.gate.answer_arrived(owner)
-            iopub = owner.channels.get("iopub")
-            if iopub is not None:
-                iopub.read_now()
+        if self.channel != "iopub" and self.ready:
+            # The kernel answered: outputs held meanwhile (coalesce.py) are read
+            # first, then this answer, and both flushed — in this one wake-up.
+            owner.answer_arrived()
         if self._feed(data):
-            self.owner.batch_done(self.channel)
+            owner.batch_done(self.channel)
 
     def _feed(self, data: bytes) -> bool:
         """Add received bytes and deliver every complete message; False if the connection was reset."""
         buf = self._buf
-        if data:
-            buf += data
+        buf += data
         if len(buf) < self._need:
             return True
         try:
@@ -335,12 +330,11 @@ class _Channel:
     def read_now(self, limit: int = 4 * 1024 * 1024) -> None:
         """Parse what the kernel already sent on this connection, without waiting for the loop.
 
-        Used on the held iopub connection when the kernel's answer arrives:
-        its outputs were published before the answer was sent, so they are
-        in this socket's buffer already.  Up to `limit` bytes are read here;
-        anything more, and an end of stream, is left for the transport (which
-        sees the same socket) once reading resumes.  Clients are flushed by
-        the caller, with the answer.
+        Used on the iopub connection when the read gate releases it: when
+        the kernel's answer arrives, the outputs published before it are in
+        this socket's buffer already, and go to clients ahead of the answer.
+        Up to `limit` bytes are read here; anything more, and an end of
+        stream, is left for the transport (which sees the same socket).
         """
         link = self.link
         if link is None or not self.ready or self.closed:
@@ -444,8 +438,7 @@ class ZMTPKernelSockets(Holdable):
             raise ValueError("ZMTP sockets support the tcp transport only")
         self._on_message = on_message
         self._on_batch_end = on_batch_end
-        super().__init__()
-        self.gate = gate
+        super().__init__(gate)
         host = tcp_host(info)
         self.channels: dict[str, _Channel] = {}
         for channel in self.CHANNELS:
@@ -462,12 +455,15 @@ class ZMTPKernelSockets(Holdable):
     def batch_done(self, channel: str) -> None:
         if self.closed:
             return
+        self._flush()
+        if channel == "iopub" and self.gate is not None and not self.held:
+            self.gate.after_output(self)
+
+    def _flush(self) -> None:
         try:
             self._on_batch_end()
         except Exception:
             log.exception("Error flushing kernel messages to clients")
-        if channel == "iopub" and self.gate is not None and not self.held:
-            self.gate.after_output(self)
 
     def hold(self) -> None:
         """Stop reading iopub; the kernel's outputs wait in the TCP buffers."""
@@ -475,11 +471,15 @@ class ZMTPKernelSockets(Holdable):
         self.channels["iopub"].set_reading(False)
 
     def release(self) -> None:
-        """Resume reading iopub; what waited is read on the loop's next pass."""
+        """Read what waited on iopub now, then resume reading it as it arrives."""
         self.held = False
         chan = self.channels.get("iopub")
-        if chan is not None:
-            chan.set_reading(True)
+        if chan is None:
+            return
+        chan.set_reading(True)
+        chan.read_now()
+        if not self.answering and not self.closed:
+            self._flush()
 
     def poke(self) -> None:
         """Nothing to do: reads are not edge-triggered here (kept for interface parity)."""

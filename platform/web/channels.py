@@ -7,10 +7,10 @@ codec; this module only moves frames.
 
 After the handshake the connection is handed to an asyncio transport
 (`kernels/ws_direct.py`); one that cannot be (see there) stays on tornado's
-stream with the batched frame reader.  Outgoing frames are framed here (RFC 6455, unmasked,
-uncompressed) and written once per batch of kernel messages — to the
-transport, or on tornado's stream straight to the socket when nothing is
-queued — instead of one `write_message` task per message.  Bytes accepted but not yet flushed to the
+stream.  Outgoing frames are framed here (RFC 6455, unmasked, uncompressed)
+and written once per batch of kernel messages — to the transport, or on
+tornado's stream straight to the socket when nothing is queued — instead of
+one `write_message` task per message.  Bytes accepted but not yet flushed to the
 client are counted; a client more than `KernelRegistry.client_buffer_bytes`
 behind is disconnected with code 1013 (its messages are not dropped
 silently: it reconnects and, if it was the only client, gets what arrived
@@ -25,7 +25,6 @@ import asyncio
 import functools
 import logging
 import socket
-import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,22 +37,12 @@ from zasperhub.platform.kernels.codec import (
     choose_subprotocol,
     codec_for,
 )
-from zasperhub.platform.kernels.ws_direct import DirectProtocol
+from zasperhub.platform.kernels.ws_direct import DirectProtocol, frame_header
 from zasperhub.platform.web.base import BaseHandler
 
 log = logging.getLogger("zasperhub.kernels")
 
 _TEXT, _BINARY = 0x1, 0x2
-
-
-def frame_header(opcode: int, length: int) -> bytes:
-    """RFC 6455 header of a final, unmasked (server → client) frame."""
-    first = 0x80 | opcode
-    if length < 126:
-        return struct.pack("!BB", first, length)
-    if length <= 0xFFFF:
-        return struct.pack("!BBH", first, 126, length)
-    return struct.pack("!BBQ", first, 127, length)
 
 
 class KernelChannelsHandler(WebSocketHandler, BaseHandler):
@@ -85,8 +74,7 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         return None  # compressing every small message costs more CPU than it saves
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        # Tornado's handshake and parameters; then a direct asyncio transport
-        # (plain TCP) or the batched frame reader (TLS).  See ws_direct.py.
+        # Tornado's handshake and parameters, then a direct asyncio transport (ws_direct.py).
         protocol = super().get_websocket_protocol()
         if type(protocol) is WebSocketProtocol13:
             return DirectProtocol(self, False, protocol.params)
@@ -170,17 +158,15 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         if self._closed or protocol is None or protocol.is_closing():
             self._out.clear()
             return
-        if isinstance(protocol, DirectProtocol):
-            if protocol.switching:
-                return  # sent once the direct transport is up
-            if protocol.direct is not None:
-                data = b"".join(self._out)
-                self._out.clear()
-                protocol.direct.write(data)
-                self._check_backlog(protocol.direct.buffered())
-                return
+        direct = getattr(protocol, "direct", None)
+        if getattr(protocol, "switching", False):
+            return  # sent once the direct transport is up
         data = b"".join(self._out)
         self._out.clear()
+        if direct is not None:
+            direct.write(data)
+            self._check_backlog(direct.buffered())
+            return
         stream = protocol.stream
         if stream is None:
             return

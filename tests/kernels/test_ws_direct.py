@@ -1,6 +1,6 @@
 """`DirectWebSocket` (platform/kernels/ws_direct.py) against an in-memory transport.
 
-The byte-level tests against a real server are in test_channels_ws_reader.py;
+The byte-level tests against a real server are in test_channels_ws_bytes.py;
 these cover what needs a clock or exact byte boundaries: keepalive, the
 close timeout, frames split at every offset, and the size limit across
 fragments.

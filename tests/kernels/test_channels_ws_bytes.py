@@ -1,4 +1,4 @@
-"""The kernel WebSocket server side (platform/kernels/ws_direct.py, ws_reader.py) at the byte level.
+"""The kernel WebSocket server side (platform/kernels/ws_direct.py) at the byte level.
 
 A raw TCP client writes frames the way real networks deliver them — several
 in one segment, one split into single bytes, fragmented messages, control
