@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_harness(*args: str, timeout: float = 280) -> subprocess.CompletedProcess[str]:
+    # A session of its own: the harness raises its scheduler group's priority
+    # (workloads.raise_priority), which must not outlive it in the test run's group.
     return subprocess.run([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, start_new_session=True)
 
 
 @pytest.fixture(scope="module")
