@@ -33,6 +33,7 @@ import orjson
 import psutil
 import zmq
 
+from benchmarks.echo_kernel import DELIM
 from benchmarks.monitor import cpu_seconds
 from benchmarks.report import machine, versions
 from benchmarks.scenarios import parse_configs
@@ -98,23 +99,28 @@ def connect(ctx: zmq.Context, km: Any, due: float) -> Feed:
     return Feed(Session(key=km.session.key, signature_scheme=km.session.signature_scheme), shell, iopub, due)
 
 
-def _parent_id(frames: list[bytes]) -> str | None:
-    """msg_id of a message's parent header (frames after the ``<IDS|MSG>`` delimiter)."""
+def _parts(frames: list[bytes]) -> tuple[bytes, bytes, bytes] | None:
+    """(header, parent header, content) of a kernel message, or None if it has no such frames."""
     try:
-        at = frames.index(b"<IDS|MSG>")
-        return orjson.loads(frames[at + 3]).get("msg_id")
-    except (ValueError, IndexError, orjson.JSONDecodeError):
+        at = frames.index(DELIM)
+        return frames[at + 2], frames[at + 3], frames[at + 5]
+    except (ValueError, IndexError):
+        return None
+
+
+def _parent_id(frames: list[bytes]) -> str | None:
+    """msg_id of a message's parent header."""
+    parts = _parts(frames)
+    try:
+        return orjson.loads(parts[1]).get("msg_id") if parts is not None else None
+    except orjson.JSONDecodeError:
         return None
 
 
 def _is_idle(frames: list[bytes]) -> bool:
     """Whether a kernel message is an iopub ``status: idle``."""
-    try:
-        at = frames.index(b"<IDS|MSG>")
-    except ValueError:
-        return False
-    header, content = frames[at + 2], frames[at + 5]
-    return b'"status"' in header and b'"idle"' in content
+    parts = _parts(frames)
+    return parts is not None and b'"status"' in parts[0] and b'"idle"' in parts[2]
 
 
 def run_config(kernels: int, rate: float, window: float, drain: float, env: BenchEnv,

@@ -8,9 +8,8 @@ codec; this module only moves frames.
 After the handshake the connection is handed to an asyncio transport
 (`kernels/ws_direct.py`); one that cannot be (see there) stays on tornado's
 stream.  Outgoing frames are framed here (RFC 6455, unmasked, uncompressed)
-and written once per batch of kernel messages — to the transport, or on
-tornado's stream straight to the socket when nothing is queued — instead of
-one `write_message` task per message.  Bytes accepted but not yet flushed to the
+and written once per batch of kernel messages — to the transport, or to
+tornado's stream — instead of one `write_message` task per message.  Bytes accepted but not yet flushed to the
 client are counted; a client more than `KernelRegistry.client_buffer_bytes`
 behind is disconnected with code 1013 (its messages are not dropped
 silently: it reconnects and, if it was the only client, gets what arrived
@@ -29,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tornado import web
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 from zasperhub.platform.kernels.codec import (
     Codec,
@@ -56,7 +55,6 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         self.session_id = ""
         self.codec: Codec | None = None
         self._out: list[bytes] = []
-        self._plain_tcp = False
         self._pending = 0
         self._closed = False
 
@@ -110,9 +108,6 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
             # Tornado leaves Nagle on; with small frames and delayed ACKs
             # that stalls each message ~40 ms.
             stream.set_nodelay(True)
-        # Plain TCP streams may be written to directly when tornado holds no
-        # queued bytes (never TLS streams: the socket carries ciphertext).
-        self._plain_tcp = type(stream) is IOStream
         self.codec = codec_for(self.selected_subprotocol)
         if self.kernel is None or self.kernel.shutting_down:
             self.close(1011, "kernel is gone")
@@ -158,30 +153,19 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         if self._closed or protocol is None or protocol.is_closing():
             self._out.clear()
             return
-        direct = getattr(protocol, "direct", None)
         if getattr(protocol, "switching", False):
             return  # sent once the direct transport is up
         data = b"".join(self._out)
         self._out.clear()
+        direct = getattr(protocol, "direct", None)
         if direct is not None:
             direct.write(data)
             self._check_backlog(direct.buffered())
             return
+        # A stream that could not be handed over (rare; see ws_direct.py).
         stream = protocol.stream
         if stream is None:
             return
-        if self._plain_tcp and not stream.writing():
-            # Nothing queued in tornado: hand the bytes to the socket now and
-            # queue only a remainder (saves a Future and several calls per write).
-            try:
-                sent = stream.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # let tornado's own write notice and close the stream
-            if sent == len(data):
-                return
-            data = data[sent:]
         try:
             future = stream.write(data)
         except StreamClosedError:
