@@ -22,6 +22,7 @@ from traitlets.config import LoggingConfigurable
 from zasperhub.platform.kernels import memory, ports
 from zasperhub.platform.kernels.coalesce import ReadGate
 from zasperhub.platform.kernels.pool import KernelPool
+from zasperhub.platform.kernels.priority import Renicer
 from zasperhub.platform.kernels.replay import ReplayBudget
 
 if TYPE_CHECKING:
@@ -46,53 +47,6 @@ class KernelStartError(RuntimeError):
 
 class ServerClosingError(RuntimeError):
     """The server is shutting down: no kernel is started, and the existing ones are going away."""
-
-
-def _autogroup(pid: int | str) -> tuple[str, int] | None:
-    """(name, nice) of the scheduler autogroup of `pid`, or None without autogroups."""
-    try:
-        with open(f"/proc/{pid}/autogroup") as f:
-            name, _, nice = f.read().split()
-        return name, int(nice)
-    except (OSError, ValueError):
-        return None
-
-
-def lower_priority(pid: int, increment: int) -> int | None:
-    """Lower process `pid`'s CPU priority to the caller's niceness + `increment`.
-
-    On Linux a nice value belongs to a thread, and threads and children
-    inherit it from their creator: every thread the kernel has (listed in
-    /proc) is renice'd, and the ones it starts later inherit the value.
-
-    Nice values only rank threads within one scheduler *autogroup*, and with
-    autogroups enabled (most desktop and server distributions) every session
-    is its own group, given an equal share however nice its threads are.
-    jupyter_client starts each kernel in a new session, so the kernel's group
-    is renice'd too (through /proc/PID/autogroup) — only when it is not the
-    server's own group.  Raising a nice value needs no privilege.  Returns
-    the nice value set, or None if it could not be.
-    """
-    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment)
-    try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except (OSError, ValueError):
-        tids = [pid]
-    done = False
-    for tid in tids:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, target)
-            done = True
-        except OSError:  # the thread (or the whole process) already exited
-            pass
-    own, theirs = _autogroup("self"), _autogroup(pid)
-    if own is not None and theirs is not None and theirs[0] != own[0]:
-        try:
-            with open(f"/proc/{pid}/autogroup", "w") as f:
-                f.write(str(min(19, own[1] + increment)))
-        except OSError:
-            done = False
-    return target if done else None
 
 
 class KernelRegistry(LoggingConfigurable):
@@ -137,12 +91,12 @@ class KernelRegistry(LoggingConfigurable):
         "the default; less CPU per message) or 'pyzmq' (libzmq).  ipc and CurveZMQ-encrypted kernels always "
         "use pyzmq.  Empty: the ZASPERHUB_KERNEL_TRANSPORT environment variable, else zmtp.",
     )
-    # 5, not 10: measured at 32×10 / 64×10 (benchmarks/RESULTS.md), nice 10
-    # starved the kernels (0.42× Jupyter Server's replies/s), nice 0 let
-    # 64 busy kernels starve the API (/api/status p99 2.9 s); 5 kept the API
-    # under 0.3 s and most of the throughput.
+    # 7 (session 6, benchmarks/RESULTS.md): at 64×10 and 16×100 it kept
+    # /api/status p99 at 26–688 ms where 5 let it reach 0.3–4.2 s, with the
+    # same replies/s; 10 kept it under 70 ms in every run but cost 12 % of
+    # the replies at 64×10.  0 lets 64 busy kernels starve the API.
     kernel_niceness = Int(
-        5, config=True,
+        7, config=True,
         help="Nice increment for kernel processes over the server's own (0: same priority), applied once a kernel "
         "answers its first kernel_info (its start-up keeps the server's priority).  Kernels that saturate the "
         "CPU then still leave the server, which routes their traffic and answers the API, its share.",
@@ -209,6 +163,7 @@ class KernelRegistry(LoggingConfigurable):
         self.closing = False
         self.replay_budget = ReplayBudget(self.replay_total_bytes)
         self.read_gate = ReadGate(self.read_coalesce_ms / 1000.0)
+        self._renicer = Renicer()
         # None: jupyter_client picks kernel ports itself.  Made here so a bad range stops the server at once.
         self._port_picker = ports.make_picker(self.kernel_port_range)
         # Must happen before libzmq's and the executor's threads exist, which
@@ -421,17 +376,16 @@ class KernelRegistry(LoggingConfigurable):
         """Apply `kernel_niceness` to a kernel process with a local pid (once it answered).
 
         Why a few steps and not more: with scheduler autogroups each kernel is
-        its own group, weighted 335 at nice 5 (110 at nice 10) against the
-        server's 1024.  Measured at 32×10 / 64×10 (benchmarks/RESULTS.md),
-        nice 10 starved the kernels and nice 0 let 64 busy kernels starve the
-        API; 5 kept both.  An idle server costs the kernels nothing.
+        its own group, weighted 215 at nice 7 (335 at 5, 110 at 10) against
+        the server's 1024, and against every other session on the machine.
+        An idle server costs the kernels nothing.
         """
         if self.kernel_niceness <= 0:
             return
         pid = kernel.pid
         if pid is None:
             return  # a remote provisioner: its kernels do not share this machine's CPU
-        nice = lower_priority(pid, self.kernel_niceness)
+        nice = self._renicer.lower(pid, self.kernel_niceness)
         if nice is None:
             self.log.debug("Could not renice kernel %s (pid %s)", kernel.id, pid)
 
@@ -479,6 +433,7 @@ class KernelRegistry(LoggingConfigurable):
             if isinstance(result, BaseException) and not isinstance(result, KeyError):
                 self.log.error("Shutting down kernel %s failed: %s", kernel_id, result)
         self.read_gate.close()
+        self._renicer.close()
 
     # -- culling ---------------------------------------------------------------
     async def _cull_loop(self) -> None:

@@ -18,22 +18,17 @@ import psutil
 import pytest
 
 from tests.kernels.conftest import start_kernel, start_kernel_server
+from zasperhub.platform.kernels.priority import autogroup as _autogroup
+from zasperhub.platform.kernels.registry import KernelRegistry
 from tests.kernels.wsclient import KernelWS
+
+DEFAULT_NICENESS = KernelRegistry.kernel_niceness.default_value
 
 EXECUTE = {"silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
 
 
 async def _pid(client: KernelWS) -> int:
     return int((await client.execute("import os; os.getpid()"))["result"]["text/plain"])
-
-
-def _autogroup(pid: int) -> tuple[str, int] | None:
-    try:
-        with open(f"/proc/{pid}/autogroup") as f:
-            name, _, nice = f.read().split()
-        return name, int(nice)
-    except OSError:
-        return None  # no scheduler autogroups on this machine
 
 
 def _thread_nices(pid: int) -> set[int]:
@@ -60,16 +55,16 @@ async def test_kernels_run_below_the_server_also_after_restart(kserver, http):
         client = await KernelWS.connect(kserver, kid)
         try:
             pid = await _pid(client)
-            _check_priority(pid, kserver.proc.pid, 5)  # the default KernelRegistry.kernel_niceness
+            _check_priority(pid, kserver.proc.pid, DEFAULT_NICENESS)
             # Threads the kernel starts later inherit it.
             await client.execute("import threading; threading.Thread(target=lambda: __import__('time').sleep(30), daemon=True).start()")
             assert len(psutil.Process(pid).threads()) > 1
-            _check_priority(pid, kserver.proc.pid, 5)
+            _check_priority(pid, kserver.proc.pid, DEFAULT_NICENESS)
             r = http.post(f"/api/kernels/{kid}/restart")
             assert r.status_code == 200, r.text
             new_pid = await _pid(client)
             assert new_pid != pid
-            _check_priority(new_pid, kserver.proc.pid, 5)
+            _check_priority(new_pid, kserver.proc.pid, DEFAULT_NICENESS)
         finally:
             await client.close()
     finally:
