@@ -38,6 +38,7 @@ from benchmarks.monitor import cpu_seconds
 from benchmarks.report import machine, versions
 from benchmarks.scenarios import parse_configs
 from benchmarks.servers import BenchEnv
+from benchmarks.stats import percentiles
 from benchmarks.workloads import EXECUTE, raise_priority
 
 
@@ -49,7 +50,7 @@ class Feed:
     shell: zmq.Socket
     iopub: zmq.Socket
     due: float
-    outstanding: set[str] = field(default_factory=set)
+    outstanding: dict[str, float] = field(default_factory=dict)  # msg_id -> when it was sent
     waiting_idle: set[str] = field(default_factory=set)
 
 
@@ -153,6 +154,7 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
         k0, c0 = sum(cpu_seconds(p) for p in procs), cpu_seconds(me)
         end = start + window
         sent = replies = in_window = 0
+        latency: list[float] = []
         k_window = None
         while True:
             now = time.monotonic()
@@ -162,7 +164,7 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
                         continue  # not a burst's worth due yet
                     while f.due <= now:
                         msg = f.session.send(f.shell, "execute_request", EXECUTE)
-                        f.outstanding.add(msg["header"]["msg_id"])
+                        f.outstanding[msg["header"]["msg_id"]] = time.monotonic()
                         f.waiting_idle.add(msg["header"]["msg_id"])
                         sent += 1
                         f.due += interval
@@ -188,7 +190,7 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
                     parent = _parent_id(frames)
                     if sock is f.shell:
                         if parent in f.outstanding:
-                            f.outstanding.discard(parent)
+                            latency.append(time.monotonic() - f.outstanding.pop(parent))
                             replies += 1
                             if time.monotonic() <= end:
                                 in_window += 1
@@ -200,6 +202,8 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
             "scenario": "kernel-capacity", "server": "none (pyzmq client)", "kernels": kernels, "rate": rate,
             "window_s": window, "sent": sent, "replies": replies, "replies_in_window": in_window,
             "replies_per_s": round(in_window / window, 2),
+            # From the actual send, as the harness measures its reply latency.
+            "reply_latency_ms": percentiles(latency),
             "unanswered": sum(len(f.outstanding) for f in feeds),
             "iopub_idle_missing": sum(len(f.waiting_idle) for f in feeds),
             "kernels_cpu_s_window": round(k_window - k0, 3),
@@ -214,14 +218,15 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
 
 def markdown(run: dict[str, Any]) -> str:
     lines = [f"Run {run['started']} ({run['duration_s']} s), command: `{run['command']}`", "",
-             "| kernels × rate | requests sent | iopub read | replies/s in window | kernel CPU ms per reply (window) "
-             "| unanswered / idles missing after drain |",
-             "|---|---|---|---|---|---|"]
+             "| kernels × rate | requests sent | iopub read | replies/s in window | reply p50 / p99 ms "
+             "| kernel CPU ms per reply (window) | unanswered / idles missing after drain |",
+             "|---|---|---|---|---|---|---|"]
     for r in run["records"]:
         every = f"every {r['iopub_every_s']:g} s" if r.get("iopub_every_s") else "as it arrives"
         sends = f"in bursts every {r['send_every_s']:g} s" if r.get("send_every_s") else "each when due"
+        lat = r.get("reply_latency_ms") or {}
         lines.append(f"| {r['kernels']}×{r['rate']:g} | {sends} | {every} | {r['replies_per_s']} "
-                     f"| {r['kernels_cpu_ms_per_reply_window']} | {r['unanswered']} / {r['iopub_idle_missing']} |")
+                     f"| {lat.get('p50')} / {lat.get('p99')} | {r['kernels_cpu_ms_per_reply_window']} | {r['unanswered']} / {r['iopub_idle_missing']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -255,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[capacity] {kernels}x{rate:g} …", flush=True)
             rec = run_config(kernels, rate, args.window, drain, env, args.iopub_every, args.send_every)
             print(f"[capacity] {kernels}x{rate:g}: {rec['replies_per_s']} replies/s, "
+                  f"reply p50/p99 {rec['reply_latency_ms']['p50']}/{rec['reply_latency_ms']['p99']} ms, "
                   f"{rec['kernels_cpu_ms_per_reply_window']} ms kernel CPU per reply", flush=True)
             records.append(rec)
     finally:

@@ -44,6 +44,9 @@ def test_one_kernel_answers_every_request_and_its_idle() -> None:
     assert rec["iopub_idle_missing"] == 0
     assert rec["replies_in_window"] >= 10
     assert rec["kernels_cpu_s_window"] > 0 and rec["kernels_cpu_ms_per_reply_window"] > 0
+    # One latency per reply, each a real round trip through the kernel.
+    lat = rec["reply_latency_ms"]
+    assert lat["n"] == rec["replies"] and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
 
 
 def test_command_writes_json_and_rejects_bad_configs(tmp_path: Path) -> None:
