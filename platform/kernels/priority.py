@@ -13,7 +13,7 @@ CAP_SYS_ADMIN change *some* autogroup's nice at most once per 100 ms,
 machine-wide (the write fails with EAGAIN).  A server run by an ordinary
 user that starts several kernels at once (a pool, a restored set of
 sessions) would leave all but the first at the normal weight, so
-`Renicer` retries the refused ones, one every 100 ms.
+`Renicer` retries the refused ones, in order, as Linux allows.
 """
 
 from __future__ import annotations
@@ -77,9 +77,10 @@ def write_group_nice(pid: int, nice: int) -> None:
 class Renicer:
     """Lowers kernels below the server: threads at once, autogroups as fast as Linux allows.
 
-    Refused autogroup writes (EAGAIN) wait in a queue, oldest first, retried
-    one per `RETRY_INTERVAL_S` on the running event loop.  A queued process
-    that exited, or whose pid now belongs to another process, is dropped.
+    Refused autogroup writes (EAGAIN) wait in a queue, oldest first.  Every
+    `RETRY_INTERVAL_S` the queue is written in order until Linux refuses
+    again (one write per slot without CAP_SYS_ADMIN).  A queued process that
+    exited, or whose pid now belongs to another process, is dropped.
     """
 
     def __init__(self) -> None:
@@ -101,19 +102,15 @@ class Renicer:
         target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment)
         done = renice_threads(pid, target)
         own, theirs = autogroup("self"), autogroup(pid)
-        if own is None or theirs is None or theirs[0] == own[0]:
-            return target if done else None
-        nice = min(19, own[1] + increment)
-        self._pending.pop(pid, None)
-        if self._pending:  # others are queued: keep the order (and Linux would refuse anyway)
-            self._queue(pid, nice)
-            return target if done else None
-        try:
-            write_group_nice(pid, nice)
-        except OSError as e:
-            if e.errno != errno.EAGAIN:
+        if own is not None and theirs is not None and theirs[0] != own[0]:
+            nice = min(19, own[1] + increment)
+            self._pending.pop(pid, None)
+            # Behind queued groups it waits its turn (Linux would refuse it now anyway).
+            written = False if self._pending else self._write(pid, nice)
+            if written is None:
                 return None
-            self._queue(pid, nice)
+            if not written:
+                self._queue(pid, nice)
         return target if done else None
 
     def close(self) -> None:
@@ -133,16 +130,20 @@ class Renicer:
         loop = asyncio.get_running_loop()
         while self._pending:
             pid, (started, nice, give_up) = next(iter(self._pending.items()))
-            if _start_time(pid) != started or loop.time() > give_up:
-                del self._pending[pid]  # exited, pid reused, or never allowed: nothing to do
-                continue
-            try:
-                write_group_nice(pid, nice)
-            except OSError as e:
-                if e.errno == errno.EAGAIN:
-                    break  # another write took this 100 ms slot: try again in the next one
-                log.debug("Could not renice the autogroup of pid %s: %s", pid, e)
-            del self._pending[pid]
-            break  # one write per slot
+            if _start_time(pid) == started and loop.time() <= give_up and self._write(pid, nice) is False:
+                break  # refused for now: the next 100 ms slot
+            del self._pending[pid]  # written, not allowed, or the process is gone (or its pid reused)
         if self._pending:
             self._timer = loop.call_later(RETRY_INTERVAL_S, self._retry)
+
+    @staticmethod
+    def _write(pid: int, nice: int) -> bool | None:
+        """True: written; False: refused for now (EAGAIN, the rate limit); None: cannot be (logged)."""
+        try:
+            write_group_nice(pid, nice)
+        except OSError as e:
+            if e.errno == errno.EAGAIN:
+                return False
+            log.debug("Could not renice the autogroup of pid %s: %s", pid, e)
+            return None
+        return True

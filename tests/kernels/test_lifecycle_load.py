@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from tests.kernels.conftest import start_kernel, start_kernel_server
+from tests.kernels.wsclient import KernelWS
 from zasperhub.platform.kernels.priority import autogroup as _autogroup
 from zasperhub.platform.kernels.registry import KernelRegistry
-from tests.kernels.wsclient import KernelWS
 
 DEFAULT_NICENESS = KernelRegistry.kernel_niceness.default_value
 
