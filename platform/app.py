@@ -29,6 +29,7 @@ from zasperhub.auth.token import (
     generate_token,
     token_from_environment,
 )
+from zasperhub.platform.browser_ports import browsers_refuse
 from zasperhub.platform.version import __version__
 from zasperhub.platform.web import routes
 from zasperhub.platform.web.util import utcnow
@@ -307,6 +308,10 @@ class ZasperApp(Application):
                 raise StartupError(f"Permission denied binding {self.ip}:{self.port}") from None
             raise StartupError(f"Cannot listen on {self.ip}:{self.port}: {e.strerror}") from None
         self.bound_port = sockets[0].getsockname()[1]
+        if browsers_refuse(self.bound_port):
+            # The server works (curl, kernels' clients) but no browser tab or fetch() will reach it.
+            log.warning("Browsers refuse to connect to port %d (a Fetch-standard 'bad port'); "
+                        "choose another with --port to use the web UI", self.bound_port)
         return sockets
 
     def request_stop(self) -> None:

@@ -72,16 +72,18 @@ def parse_range(spec: str) -> tuple[int, int] | None:
 class PortPicker:
     """Random free ports from one range, none handed out twice while recent."""
 
-    def __init__(self, low: int, high: int, rng: random.Random | None = None) -> None:
+    def __init__(self, low: int, high: int, rng: random.Random | None = None,
+                 avoid: frozenset[int] = frozenset()) -> None:
         self.low = low
         self.high = high
+        self.avoid = avoid  # never handed out, e.g. ports browsers refuse
         self._rng = rng or random.Random()
         self._recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
         self._recent_set: set[int] = set()
 
     def take(self, ports: list[int], ip: str = "127.0.0.1") -> bool:
-        """Hand out all of `ports` if each is free on `ip` now and none is recent (else none of them)."""
-        if any(p in self._recent_set for p in ports) or not all(self._bindable(ip, p) for p in ports):
+        """Hand out all of `ports` if each is free on `ip` now, none is recent or avoided (else none of them)."""
+        if any(p in self._recent_set or p in self.avoid for p in ports) or not all(self._bindable(ip, p) for p in ports):
             return False
         for port in ports:
             if len(self._recent) == self._recent.maxlen:

@@ -6,16 +6,19 @@ the ephemeral range), not by binding port 0: a port handed out for port 0
 can come back on the next call or be taken a moment later as the source port
 of an outgoing connection (CI once saw the hub's port equal the proxy's API
 port that way).  The server's own `PortPicker` does the drawing, so no port
-is handed out twice in a test run.
+is handed out twice in a test run.  Ports browsers and Node's `fetch` refuse
+(6667 and others in this range) are never handed out: a server there passes
+curl but fails every browser and JupyterLab-client test (CI once drew 6667).
 """
 
 from __future__ import annotations
 
 import random
 
+from zasperhub.platform.browser_ports import BLOCKED
 from zasperhub.platform.kernels.ports import PortPicker
 
-_picker = PortPicker(5000, 9999)
+_picker = PortPicker(5000, 9999, avoid=BLOCKED)
 _rng = random.Random()
 
 
