@@ -12,6 +12,15 @@ kernels' CPU per reply, and whether every request's iopub ``idle`` arrived.
 
     python -m benchmarks.kernel_capacity --configs 16x100,64x10 --window 20
 
+Options change only *how* the same requests reach the kernels, to see what
+that costs them: in bursts (``--send-every``), with outputs read late
+(``--iopub-every``) or never subscribed (``--no-iopub``), at most N
+unanswered per kernel or in all (``--max-in-flight``,
+``--max-total-in-flight``), or as the server's admission sends them
+(``--max-busy-kernels N``: a kernel's due requests in one batch once it has
+answered all, at most N kernels busy; see platform/kernels/admission.py).
+Held requests count from when they are sent, as the harness measures.
+
 The kernels run at the normal priority and the client at the harness's
 (nice -5), as with Jupyter Server.  Like every figure here, read it as a
 ratio against the servers' runs made the same hour on the same machine.
@@ -20,6 +29,7 @@ ratio against the servers' runs made the same hour on the same machine.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -40,6 +50,7 @@ from benchmarks.scenarios import parse_configs
 from benchmarks.servers import BenchEnv
 from benchmarks.stats import percentiles
 from benchmarks.workloads import EXECUTE, raise_priority
+from zasperhub.platform.kernels.ports import assign, make_picker
 
 
 @dataclass
@@ -51,6 +62,8 @@ class Feed:
     iopub: zmq.Socket
     due: float
     outstanding: dict[str, float] = field(default_factory=dict)  # msg_id -> when it was sent
+    held: int = 0  # due, not sent (max_busy)
+    held_since: float | None = None  # when the oldest of them fell due
     waiting_idle: set[str] = field(default_factory=set)
 
 
@@ -59,11 +72,16 @@ def start_kernels(count: int, env: BenchEnv, kernel_name: str = "python3") -> li
     from jupyter_client import KernelManager
 
     environ = env.environ()  # IPYTHONDIR and the rest: what the servers' kernels see
+    # Ports from below the ephemeral range, as zasperhub picks them: jupyter_client's
+    # bind-port-0 picks can be taken in the gap before the kernel binds (64 kernels hit it).
+    picker = make_picker("")
     managers: list[Any] = []
     try:
         for i in range(count):
             km = KernelManager(kernel_name=kernel_name,
                                connection_file=str(env.base / "runtime" / f"capacity-{os.getpid()}-{i}.json"))
+            if picker is not None:
+                assign(km, picker)
             km.start_kernel(cwd=str(env.base / "roots"), env=environ)
             managers.append(km)
         for km in managers:
@@ -88,14 +106,16 @@ def stop_kernels(managers: list[Any]) -> None:
             pass
 
 
-def connect(ctx: zmq.Context, km: Any, due: float) -> Feed:
+def connect(ctx: zmq.Context, km: Any, due: float, subscribe: bool = True) -> Feed:
+    """Shell DEALER and iopub SUB to one kernel (the SUB subscribes to nothing unless `subscribe`)."""
     from jupyter_client.session import Session
 
     info = km.get_connection_info(session=False)
     shell = ctx.socket(zmq.DEALER)
     shell.connect(f"tcp://{info['ip']}:{info['shell_port']}")
     iopub = ctx.socket(zmq.SUB)
-    iopub.setsockopt(zmq.SUBSCRIBE, b"")
+    if subscribe:
+        iopub.setsockopt(zmq.SUBSCRIBE, b"")
     iopub.connect(f"tcp://{info['ip']}:{info['iopub_port']}")
     return Feed(Session(key=km.session.key, signature_scheme=km.session.signature_scheme), shell, iopub, due)
 
@@ -125,7 +145,8 @@ def _is_idle(frames: list[bytes]) -> bool:
 
 
 def run_config(kernels: int, rate: float, window: float, drain: float, env: BenchEnv,
-               iopub_every: float = 0.0, send_every: float = 0.0) -> dict[str, Any]:
+               iopub_every: float = 0.0, send_every: float = 0.0, subscribe: bool = True,
+               max_in_flight: int = 0, max_total: int = 0, max_busy: int = 0) -> dict[str, Any]:
     """Feed `kernels` kernels at `rate`/s each for `window` s; replies/s, CPU per reply, lost iopub.
 
     `iopub_every` > 0 reads the iopub sockets only that often during the
@@ -133,6 +154,9 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
     wait in the sockets' queues meanwhile.  0 reads each as it arrives.
     `send_every` > 0 sends each kernel's requests in bursts that often (what
     arrives from a server short of CPU); 0 sends each one when it is due.
+    `subscribe` False subscribes to no iopub message: the kernels' publishers
+    then discard every output as it is sent (what a server that loses iopub
+    costs the kernels); idles are not counted.
     """
     managers = start_kernels(kernels, env)
     ctx = zmq.Context()
@@ -140,7 +164,7 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
         procs = [psutil.Process(km.provisioner.process.pid) for km in managers]
         start = time.monotonic() + 1.0  # subscriptions settle before the first request
         interval = 1.0 / rate
-        feeds = [connect(ctx, km, start + i / (kernels * rate)) for i, km in enumerate(managers)]
+        feeds = [connect(ctx, km, start + i / (kernels * rate), subscribe) for i, km in enumerate(managers)]
         poller = zmq.Poller()
         owner: dict[zmq.Socket, Feed] = {}
         for f in feeds:
@@ -154,6 +178,7 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
         k0, c0 = sum(cpu_seconds(p) for p in procs), cpu_seconds(me)
         end = start + window
         sent = replies = in_window = 0
+        waiting: collections.deque[Feed] = collections.deque()  # one entry per due, unsent request
         latency: list[float] = []
         k_window = None
         while True:
@@ -163,11 +188,41 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
                     if send_every and f.due + send_every > now:
                         continue  # not a burst's worth due yet
                     while f.due <= now:
-                        msg = f.session.send(f.shell, "execute_request", EXECUTE)
-                        f.outstanding[msg["header"]["msg_id"]] = time.monotonic()
-                        f.waiting_idle.add(msg["header"]["msg_id"])
-                        sent += 1
+                        if max_busy:
+                            f.held += 1
+                            f.held_since = f.due if f.held_since is None else f.held_since
+                        else:
+                            waiting.append(f)
                         f.due += interval
+                # Due requests go out oldest first while the caps allow.
+                kept: collections.deque[Feed] = collections.deque()
+                while waiting:
+                    f = waiting.popleft()
+                    if (max_in_flight and len(f.outstanding) >= max_in_flight) or \
+                            (max_total and sent - replies >= max_total):
+                        kept.append(f)
+                        continue
+                    msg = f.session.send(f.shell, "execute_request", EXECUTE)
+                    f.outstanding[msg["header"]["msg_id"]] = time.monotonic()
+                    if subscribe:
+                        f.waiting_idle.add(msg["header"]["msg_id"])
+                    sent += 1
+                waiting = kept
+                if max_busy:
+                    # Whole batches: a kernel's due requests go out together once it has
+                    # answered everything, while at most `max_busy` kernels have work.
+                    busy = sum(1 for f in feeds if f.outstanding)
+                    for f in sorted((f for f in feeds if f.held_since is not None), key=lambda f: f.held_since):
+                        if f.outstanding or busy >= max_busy:
+                            continue
+                        for _ in range(f.held):
+                            msg = f.session.send(f.shell, "execute_request", EXECUTE)
+                            f.outstanding[msg["header"]["msg_id"]] = time.monotonic()
+                            if subscribe:
+                                f.waiting_idle.add(msg["header"]["msg_id"])
+                            sent += 1
+                        f.held, f.held_since = 0, None
+                        busy += 1
             elif k_window is None:
                 k_window = sum(cpu_seconds(p) for p in procs)
                 if iopub_every:
@@ -209,7 +264,10 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
             "kernels_cpu_s_window": round(k_window - k0, 3),
             "kernels_cpu_ms_per_reply_window": round((k_window - k0) / in_window * 1000, 3) if in_window else None,
             "kernels_cpu_s_total": round(k_end - k0, 3), "client_cpu_s": round(c_end - c0, 3),
-            "iopub_every_s": iopub_every, "send_every_s": send_every,
+            "iopub_every_s": iopub_every, "send_every_s": send_every, "iopub_subscribed": subscribe,
+            "max_in_flight": max_in_flight, "max_total_in_flight": max_total,
+            "max_busy_kernels": max_busy,
+            "held_unsent": len(waiting) + sum(f.held for f in feeds),
         }
     finally:
         ctx.destroy(linger=0)
@@ -223,7 +281,14 @@ def markdown(run: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in run["records"]:
         every = f"every {r['iopub_every_s']:g} s" if r.get("iopub_every_s") else "as it arrives"
+        if r.get("iopub_subscribed") is False:
+            every = "not subscribed (discarded by the kernel)"
         sends = f"in bursts every {r['send_every_s']:g} s" if r.get("send_every_s") else "each when due"
+        for key, text in (("max_in_flight", "at most {} unanswered per kernel"),
+                          ("max_total_in_flight", "at most {} unanswered in all"),
+                          ("max_busy_kernels", "one batch per kernel, at most {} kernels busy")):
+            if r.get(key):
+                sends = text.format(r[key])
         lat = r.get("reply_latency_ms") or {}
         lines.append(f"| {r['kernels']}×{r['rate']:g} | {sends} | {every} | {r['replies_per_s']} "
                      f"| {lat.get('p50')} / {lat.get('p99')} | {r['kernels_cpu_ms_per_reply_window']} | {r['unanswered']} / {r['iopub_idle_missing']} |")
@@ -241,6 +306,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="send each kernel's due requests in bursts this many seconds apart (default 0: each when due)")
     p.add_argument("--iopub-every", type=float, default=0.0,
                    help="read iopub only every this many seconds during the window (default 0: as it arrives)")
+    p.add_argument("--max-in-flight", type=int, default=0,
+                   help="hold a kernel's requests while it has this many unanswered (default 0: never hold)")
+    p.add_argument("--max-total-in-flight", type=int, default=0,
+                   help="hold requests while this many are unanswered across all kernels (default 0: never hold)")
+    p.add_argument("--max-busy-kernels", type=int, default=0,
+                   help="send a kernel its due requests in one batch once it has answered all, "
+                        "with at most this many kernels busy (default 0: off)")
+    p.add_argument("--no-iopub", action="store_true",
+                   help="subscribe to no iopub message, so the kernels discard their outputs (idles not counted)")
     args = p.parse_args(argv)
     try:
         configs = parse_configs(args.configs)
@@ -258,7 +332,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for kernels, rate in configs:
             print(f"[capacity] {kernels}x{rate:g} …", flush=True)
-            rec = run_config(kernels, rate, args.window, drain, env, args.iopub_every, args.send_every)
+            rec = run_config(kernels, rate, args.window, drain, env, args.iopub_every, args.send_every,
+                             subscribe=not args.no_iopub, max_in_flight=args.max_in_flight,
+                             max_total=args.max_total_in_flight, max_busy=args.max_busy_kernels)
             print(f"[capacity] {kernels}x{rate:g}: {rec['replies_per_s']} replies/s, "
                   f"reply p50/p99 {rec['reply_latency_ms']['p50']}/{rec['reply_latency_ms']['p99']} ms, "
                   f"{rec['kernels_cpu_ms_per_reply_window']} ms kernel CPU per reply", flush=True)

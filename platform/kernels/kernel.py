@@ -22,6 +22,7 @@ import collections
 import datetime
 import inspect
 import logging
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -48,6 +49,9 @@ log = logging.getLogger("zasperhub.kernels")
 PROTOCOL_VERSION = "5.3"
 #: Client messages kept while a kernel restarts (more are refused with a log line).
 MAX_HELD_MESSAGES = 1000
+#: Shell messages one kernel may have waiting for admission (admission.py)
+#: before they are all sent to it anyway; all kernels together: `Admission.max_queued`.
+MAX_WAITING_MESSAGES = 4096
 #: Seconds without a kernel_info reply before the start-up nudge asks again.
 NUDGE_RETRY = 1.0
 
@@ -68,11 +72,24 @@ class Connection(Protocol):
         """Close the connection with a WebSocket close code and reason."""
 
 
+_NO_ABORT = re.compile(rb'"stop_on_error"\s*:\s*false|"silent"\s*:\s*true')
+
+
+def _stops_on_error(content: bytes) -> bool:
+    """Whether an execute_request's failure aborts the cells queued behind it (ipykernel's rule:
+    unless `stop_on_error` is false or the request is `silent`).  A pattern, not a parse: inside
+    the JSON string of the code, quotes are escaped, so the code cannot match it."""
+    return _NO_ABORT.search(content) is None
+
+
 def _now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def make_message(msg_type: str, session: str, content: dict[str, Any], parent: dict[str, Any] | None = None) -> list[bytes]:
+def make_message(
+    msg_type: str, session: str, content: dict[str, Any], parent: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> list[bytes]:
     """Serialized parts of a message the server itself originates."""
     header = {
         "msg_id": uuid.uuid4().hex,
@@ -82,7 +99,7 @@ def make_message(msg_type: str, session: str, content: dict[str, Any], parent: d
         "msg_type": msg_type,
         "version": PROTOCOL_VERSION,
     }
-    return [orjson.dumps(header), orjson.dumps(parent or {}), b"{}", orjson.dumps(content)]
+    return [orjson.dumps(header), orjson.dumps(parent or {}), orjson.dumps(metadata or {}), orjson.dumps(content)]
 
 
 class ManagedKernel:
@@ -114,6 +131,14 @@ class ManagedKernel:
         # Client messages that arrive while the kernel restarts, sent once it
         # answers again (bounded: beyond it the client is told they were dropped).
         self._held: list[tuple[str, list[bytes]]] = []
+        # Execution admission (admission.py): msg_ids of execute_requests sent
+        # and not answered yet, and shell messages waiting for a slot (with the
+        # msg_id of each execute_request among them).
+        self._inflight: dict[str, bool] = {}  # msg_id -> whether its failure aborts what follows
+        self._waiting: list[tuple[list[bytes], str | None]] = []
+        # Set while overloaded (see `_overload`): the msg_id of the last
+        # execute_request sent; admission resumes when it is answered.
+        self._overloaded: str | None = None
         self._busy_lifecycle = False  # restarting or shutting down: the monitor stands back
         self.shutting_down = False
         # Server-originated silent executes (pool handoff), by msg_id:
@@ -174,6 +199,7 @@ class ManagedKernel:
     def _close_sockets(self) -> None:
         # New clients wait for the next kernel_info handshake.
         self._ready.clear()
+        self._reset_admission()
         if self._nudge_task is not None:
             self._nudge_task.cancel()
             self._nudge_task = None
@@ -431,13 +457,139 @@ class ManagedKernel:
             self._held.append((channel, [bytes(p) for p in parts]))
             return
         sockets = self._sockets
+        execute_id = None
+        admission = self.registry.admission
+        if admission is not None and channel == "shell" and "subshell_id" not in header:
+            if header["msg_type"] == "execute_request":
+                msg_id = header.get("msg_id")
+                execute_id = msg_id if isinstance(msg_id, str) and msg_id else None
+            if self._overloaded is not None:
+                # Straight to the kernel's own queue until it has answered the last of it.
+                if execute_id is not None:
+                    self._overloaded, execute_id = execute_id, None
+            elif len(self._waiting) >= MAX_WAITING_MESSAGES or admission.queued >= admission.max_queued:
+                # Overload: the kernel's own queue takes over, as without
+                # admission (order kept, nothing dropped, server memory bounded).
+                self._overload()
+                if execute_id is not None:
+                    self._overloaded, execute_id = execute_id, None
+            # Behind what waits already; behind what the kernel executes (sent
+            # as one batch when it has answered); or for a slot, if idle.
+            elif self._waiting or (execute_id is not None and (self._inflight or not admission.try_acquire(self))):
+                self._waiting.append(([bytes(p) for p in parts], execute_id))
+                admission.queued += 1
+                if not self._inflight:
+                    admission.wait(self)
+                return
         try:
             sockets.send(channel, self._signer.sign(parts), parts)
         except zmq.Again:
             raise ConnectionError("kernel is not reading its input; message dropped") from None
+        if execute_id is not None:
+            self._inflight[execute_id] = _stops_on_error(parts[3])
         self.last_activity = time.time()
         # Outputs are coming, then an answer: read them in one wake-up (coalesce.py).
         self.registry.read_gate.hold_for_reply(sockets)
+
+    def admit(self) -> bool:
+        """Admission gave this kernel a slot: send it every waiting message in one batch."""
+        waiting, self._waiting = self._waiting, []
+        self._dequeued(len(waiting))
+        sockets = self._sockets
+        if sockets is None:
+            return bool(self._inflight)
+        for parts, execute_id in waiting:
+            try:
+                sockets.send("shell", self._signer.sign(parts), parts)
+            except (zmq.ZMQError, ConnectionError) as e:
+                log.warning("Kernel %s: a waiting shell message was not delivered: %s", self.id, e)
+                continue
+            if execute_id is not None:
+                self._inflight[execute_id] = _stops_on_error(parts[3])
+        if waiting:
+            self.last_activity = time.time()
+            self.registry.read_gate.hold_for_reply(sockets)
+        return bool(self._inflight)
+
+    def _dequeued(self, count: int) -> None:
+        if count and self.registry.admission is not None:
+            self.registry.admission.queued -= count
+
+    def _overload(self) -> None:
+        """More is waiting than the bound: send it all and stop tracking until the kernel catches up."""
+        assert self.registry.admission is not None
+        self.registry.admission.forget(self)
+        self.admit()
+        last = [msg_id for msg_id in self._inflight]
+        self._overloaded = last[-1] if last else ""
+        self._inflight.clear()  # memory stays bounded however far behind the kernel falls
+        log.info("Kernel %s: too many shell messages waiting; sending them on without admission", self.id)
+
+    def _answered(self, parts: list[bytes]) -> None:
+        """An execute_reply arrived: once every request sent is answered, the kernel
+        frees its slot, and what waited behind them asks for one."""
+        try:
+            parent = orjson.loads(parts[1])
+        except orjson.JSONDecodeError:
+            return
+        msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
+        if self._overloaded is not None:
+            if msg_id == self._overloaded:
+                self._overloaded = None  # the kernel has caught up: admission again
+            return
+        stops = self._inflight.pop(msg_id, None) if isinstance(msg_id, str) else None
+        if stops and self._waiting and b'"error"' in parts[3]:
+            try:
+                failed = orjson.loads(parts[3]).get("status") == "error"
+            except (orjson.JSONDecodeError, AttributeError):
+                failed = False
+            if failed:
+                self._abort_waiting(parts[0])
+        admission = self.registry.admission
+        if not self._inflight and admission is not None:
+            admission.release(self)
+            if self._waiting:
+                admission.wait(self)
+
+    def _abort_waiting(self, reply_header: bytes) -> None:
+        """A cell failed: answer the execute_requests waiting behind it `aborted`, as the kernel
+        would have had they been in its queue (ipykernel's stop_on_error)."""
+        try:
+            session = orjson.loads(reply_header).get("session") or self.session
+        except (orjson.JSONDecodeError, AttributeError):
+            session = self.session
+        kept: list[tuple[list[bytes], str | None]] = []
+        for parts, execute_id in self._waiting:
+            if execute_id is None:
+                kept.append((parts, execute_id))
+                continue
+            try:
+                request = orjson.loads(parts[0])
+            except orjson.JSONDecodeError:
+                continue
+            for channel, msg_type, content in (
+                ("iopub", "status", {"execution_state": "busy"}),
+                ("shell", "execute_reply", {"status": "aborted"}),
+                ("iopub", "status", {"execution_state": "idle"}),
+            ):
+                metadata = {"status": "aborted"} if channel == "shell" else None
+                self._route(channel, make_message(msg_type, session, content, request, metadata))
+        self._dequeued(len(self._waiting) - len(kept))
+        self._waiting = kept
+        self._flush_clients()
+
+    def _reset_admission(self) -> None:
+        # The process behind the queue is gone (restart, shutdown): what it was
+        # executing is lost with it, and so is what waited to reach it, as the
+        # kernel's own queue would have been.
+        if self._waiting:
+            log.warning("Kernel %s: %d shell messages waiting for an execution slot were dropped", self.id, len(self._waiting))
+        self._dequeued(len(self._waiting))
+        self._waiting.clear()
+        self._inflight.clear()
+        self._overloaded = None
+        if self.registry.admission is not None:
+            self.registry.admission.forget(self)
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
@@ -473,6 +625,14 @@ class ManagedKernel:
         self.last_activity = time.time()
         if self._silent:
             self._silent_progress(channel, parts)
+        self._route(channel, parts)
+        # After routing: a failed cell's reply reaches its client before the
+        # `aborted` answers for the cells that waited behind it.
+        if (self._inflight or self._overloaded is not None) and channel == "shell" and b"execute_reply" in parts[0]:
+            self._answered(parts)
+
+    def _route(self, channel: str, parts: list[bytes]) -> None:
+        """Deliver a verified kernel message (or one the server answers for it) to its clients."""
         if channel == "iopub":
             self._iopub_seen = True
             if self._kernel_info_seen and not self._ready.is_set():
@@ -540,3 +700,12 @@ class ManagedKernel:
             return
         if isinstance(state, str):
             self.execution_state = state
+        if state == "idle" and (self._inflight or self._overloaded is not None):
+            # Normally the reply came first and settled it; if the reply was
+            # lost (a dropped connection), the idle still ends the wait.
+            try:
+                parent = orjson.loads(parts[1])
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(parent, dict) and (parent.get("msg_id") in self._inflight or parent.get("msg_id") == self._overloaded):
+                self._answered([parts[0], parts[1], b"{}", b"{}"])

@@ -20,6 +20,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 from zasperhub.platform.kernels import memory, ports
+from zasperhub.platform.kernels.admission import Admission
 from zasperhub.platform.kernels.coalesce import ReadGate
 from zasperhub.platform.kernels.pool import KernelPool
 from zasperhub.platform.kernels.priority import Renicer
@@ -109,6 +110,25 @@ class KernelRegistry(LoggingConfigurable):
         "0: read every message the moment it arrives.  Wake-ups, not bytes, are most of the server's CPU "
         "per round trip; see platform/kernels/coalesce.py.",
     )
+    # Measured (platform/kernels/admission.py, benchmarks/RESULTS.md session 7):
+    # 64 kernels x 10 executes/s on 2 cores, replies/s 4 slots: 595, 8: 620,
+    # 12: 598, unlimited: 250-330.
+    max_busy_kernels = Int(
+        4 * (os.cpu_count() or 1), config=True,
+        help="Idle kernels allowed to start executing at once (0: no limit).  Beyond it an execute_request for "
+        "an idle kernel, and what follows it, waits in the server and is sent in one batch when a slot frees; "
+        "a kernel that is already executing takes new requests at once.  With more busy kernels than cores, "
+        "kernels spend twice the CPU per request; see platform/kernels/admission.py.",
+    )
+    max_waiting_messages = Int(
+        32768, config=True,
+        help="Shell messages (about 1 KB each) all kernels together may have waiting for max_busy_kernels; "
+        "beyond it a kernel's messages go on to the kernel's own queue, as without admission, until it catches up.",
+    )
+    busy_slot_seconds = Float(
+        1.0, config=True,
+        help="A kernel stops counting against max_busy_kernels after executing this long (its cell keeps running).",
+    )
     kernel_port_range = Unicode(
         "", config=True,
         help="LOW-HIGH: the TCP ports local kernels are started on.  Empty: from 10000 up to the start of the "
@@ -163,6 +183,10 @@ class KernelRegistry(LoggingConfigurable):
         self.closing = False
         self.replay_budget = ReplayBudget(self.replay_total_bytes)
         self.read_gate = ReadGate(self.read_coalesce_ms / 1000.0)
+        self.admission = (
+            Admission(self.max_busy_kernels, self.busy_slot_seconds, self.max_waiting_messages)
+            if self.max_busy_kernels > 0 else None
+        )
         self._renicer = Renicer()
         # None: jupyter_client picks kernel ports itself.  Made here so a bad range stops the server at once.
         self._port_picker = ports.make_picker(self.kernel_port_range)
@@ -433,6 +457,8 @@ class KernelRegistry(LoggingConfigurable):
             if isinstance(result, BaseException) and not isinstance(result, KeyError):
                 self.log.error("Shutting down kernel %s failed: %s", kernel_id, result)
         self.read_gate.close()
+        if self.admission is not None:
+            self.admission.close()
         self._renicer.close()
 
     # -- culling ---------------------------------------------------------------

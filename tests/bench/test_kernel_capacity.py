@@ -49,6 +49,20 @@ def test_one_kernel_answers_every_request_and_its_idle() -> None:
     assert lat["n"] == rec["replies"] and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
 
 
+def test_held_requests_go_out_as_the_caps_allow_and_all_are_answered() -> None:
+    """Two kernels, one busy at a time, each sent its due requests in one batch: nothing lost or left unsent."""
+    env = BenchEnv()
+    try:
+        rec = run_config(2, 20, 1.5, 10, env, max_busy=1)
+        capped = run_config(1, 20, 1.0, 10, env, max_in_flight=1, max_total=1, subscribe=False)
+    finally:
+        shutil.rmtree(env.base, ignore_errors=True)
+    assert rec["max_busy_kernels"] == 1 and rec["sent"] >= 40 and rec["held_unsent"] <= 2
+    assert rec["replies"] == rec["sent"] and rec["unanswered"] == 0 and rec["iopub_idle_missing"] == 0
+    assert capped["replies"] == capped["sent"] >= 10 and capped["iopub_subscribed"] is False
+    assert capped["iopub_idle_missing"] == 0, "idles are not awaited when nothing is subscribed"
+
+
 def test_command_writes_json_and_rejects_bad_configs(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "benchmarks.kernel_capacity", "--configs", "16by100"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, start_new_session=True)
