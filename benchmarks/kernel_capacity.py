@@ -64,6 +64,13 @@ class Feed:
     outstanding: dict[str, float] = field(default_factory=dict)  # msg_id -> when it was sent
     held: int = 0  # due, not sent (max_busy)
     held_since: float | None = None  # when the oldest of them fell due
+
+    def send(self, track_idle: bool) -> None:
+        """Send one execute_request now; its reply (and idle, if tracked) is then awaited."""
+        msg_id = self.session.send(self.shell, "execute_request", EXECUTE)["header"]["msg_id"]
+        self.outstanding[msg_id] = time.monotonic()
+        if track_idle:
+            self.waiting_idle.add(msg_id)
     waiting_idle: set[str] = field(default_factory=set)
 
 
@@ -202,10 +209,7 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
                             (max_total and sent - replies >= max_total):
                         kept.append(f)
                         continue
-                    msg = f.session.send(f.shell, "execute_request", EXECUTE)
-                    f.outstanding[msg["header"]["msg_id"]] = time.monotonic()
-                    if subscribe:
-                        f.waiting_idle.add(msg["header"]["msg_id"])
+                    f.send(subscribe)
                     sent += 1
                 waiting = kept
                 if max_busy:
@@ -216,11 +220,8 @@ def run_config(kernels: int, rate: float, window: float, drain: float, env: Benc
                         if f.outstanding or busy >= max_busy:
                             continue
                         for _ in range(f.held):
-                            msg = f.session.send(f.shell, "execute_request", EXECUTE)
-                            f.outstanding[msg["header"]["msg_id"]] = time.monotonic()
-                            if subscribe:
-                                f.waiting_idle.add(msg["header"]["msg_id"])
-                            sent += 1
+                            f.send(subscribe)
+                        sent += f.held
                         f.held, f.held_since = 0, None
                         busy += 1
             elif k_window is None:

@@ -520,31 +520,26 @@ class ManagedKernel:
         assert self.registry.admission is not None
         self.registry.admission.forget(self)
         self.admit()
-        last = [msg_id for msg_id in self._inflight]
-        self._overloaded = last[-1] if last else ""
+        self._overloaded = next(reversed(self._inflight), "")  # the last one sent
         self._inflight.clear()  # memory stays bounded however far behind the kernel falls
         log.info("Kernel %s: too many shell messages waiting; sending them on without admission", self.id)
 
-    def _answered(self, parts: list[bytes]) -> None:
-        """An execute_reply arrived: once every request sent is answered, the kernel
-        frees its slot, and what waited behind them asks for one."""
-        try:
-            parent = orjson.loads(parts[1])
-        except orjson.JSONDecodeError:
-            return
-        msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
+    def _answered(self, msg_id: Any, reply_header: bytes, content: bytes) -> None:
+        """The request `msg_id` was answered (`content` is the reply's, b"{}" when only its idle
+        came): once every request sent is answered, the kernel frees its slot, and what waited
+        behind them asks for one."""
         if self._overloaded is not None:
             if msg_id == self._overloaded:
                 self._overloaded = None  # the kernel has caught up: admission again
             return
         stops = self._inflight.pop(msg_id, None) if isinstance(msg_id, str) else None
-        if stops and self._waiting and b'"error"' in parts[3]:
+        if stops and self._waiting and b'"error"' in content:
             try:
-                failed = orjson.loads(parts[3]).get("status") == "error"
+                failed = orjson.loads(content).get("status") == "error"
             except (orjson.JSONDecodeError, AttributeError):
                 failed = False
             if failed:
-                self._abort_waiting(parts[0])
+                self._abort_waiting(reply_header)
         admission = self.registry.admission
         if not self._inflight and admission is not None:
             admission.release(self)
@@ -625,14 +620,17 @@ class ManagedKernel:
         self.last_activity = time.time()
         if self._silent:
             self._silent_progress(channel, parts)
-        self._route(channel, parts)
+        parent = self._route(channel, parts)
         # After routing: a failed cell's reply reaches its client before the
         # `aborted` answers for the cells that waited behind it.
-        if (self._inflight or self._overloaded is not None) and channel == "shell" and b"execute_reply" in parts[0]:
-            self._answered(parts)
+        if parent and (self._inflight or self._overloaded is not None) and channel == "shell" and b"execute_reply" in parts[0]:
+            self._answered(parent.get("msg_id"), parts[0], parts[3])
 
-    def _route(self, channel: str, parts: list[bytes]) -> None:
-        """Deliver a verified kernel message (or one the server answers for it) to its clients."""
+    def _route(self, channel: str, parts: list[bytes]) -> dict[str, Any] | None:
+        """Deliver a verified kernel message (or one the server answers for it) to its clients.
+
+        Returns the parent header it parsed to route a reply (None for iopub).
+        """
         if channel == "iopub":
             self._iopub_seen = True
             if self._kernel_info_seen and not self._ready.is_set():
@@ -647,16 +645,17 @@ class ManagedKernel:
                 # stale by the time anyone connects; the rest answers requests
                 # whose senders may come back.
                 self.replay.add(channel, parts)
-            return
-        parent_session = self._parent_session(parts[1])
+            return None
+        parent = self._parent_header(parts[1])
+        parent_session = parent.get("session")
         if parent_session == self.session:
             if channel == "shell" and b"kernel_info_reply" in parts[0]:
                 self._kernel_info_seen = True
                 self._info_reply.set()
                 if self._iopub_seen and not self._ready.is_set():
                     self._set_ready()
-            return
-        target = self._by_session.get(parent_session) if parent_session else None
+            return parent
+        target = self._by_session.get(parent_session) if isinstance(parent_session, str) else None
         if target is not None:
             target.deliver(channel, parts)
         elif self._connections:
@@ -664,6 +663,7 @@ class ManagedKernel:
                 conn.deliver(channel, parts)
         else:
             self.replay.add(channel, parts)
+        return parent
 
     def _set_ready(self) -> None:
         # Start-up runs at the server's priority (it is what the user waits
@@ -677,18 +677,18 @@ class ManagedKernel:
             self._release_held()
 
     def _from_server_session(self, parent: bytes) -> bool:
-        return bool(parent) and self.session.encode("ascii") in parent and self._parent_session(parent) == self.session
+        return bool(parent) and self.session.encode("ascii") in parent and self._parent_header(parent).get("session") == self.session
 
     @staticmethod
-    def _parent_session(parent: bytes) -> str | None:
+    def _parent_header(parent: bytes) -> dict[str, Any]:
+        """A message's parent header, {} when it has none or it is not a JSON object."""
         if len(parent) <= 2:
-            return None
+            return {}
         try:
             value = orjson.loads(parent)
         except orjson.JSONDecodeError:
-            return None
-        session = value.get("session") if isinstance(value, dict) else None
-        return session if isinstance(session, str) else None
+            return {}
+        return value if isinstance(value, dict) else {}
 
     def _track_status(self, parts: list[bytes]) -> None:
         try:
@@ -703,9 +703,6 @@ class ManagedKernel:
         if state == "idle" and (self._inflight or self._overloaded is not None):
             # Normally the reply came first and settled it; if the reply was
             # lost (a dropped connection), the idle still ends the wait.
-            try:
-                parent = orjson.loads(parts[1])
-            except orjson.JSONDecodeError:
-                return
-            if isinstance(parent, dict) and (parent.get("msg_id") in self._inflight or parent.get("msg_id") == self._overloaded):
-                self._answered([parts[0], parts[1], b"{}", b"{}"])
+            msg_id = self._parent_header(parts[1]).get("msg_id")
+            if msg_id in self._inflight or msg_id == self._overloaded:
+                self._answered(msg_id, parts[0], b"{}")

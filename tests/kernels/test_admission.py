@@ -87,16 +87,17 @@ MAX_WAITING = 200
 EXECUTE = {"silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
 
 
-@pytest.fixture(scope="module")
-def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_kernel_server(
-        tmp_path_factory.mktemp("admission"),
-        "--KernelRegistry.max_busy_kernels=1",
-        "--KernelRegistry.busy_slot_seconds=300",  # a slot is only freed by an answer or a restart here
-        f"--KernelRegistry.max_waiting_messages={MAX_WAITING}",
-    )
+def one_slot_server(factory: pytest.TempPathFactory, busy_slot_seconds: float, *args: str) -> Iterator[ServerProcess]:
+    srv = start_kernel_server(factory.mktemp("admission"), "--KernelRegistry.max_busy_kernels=1",
+                              f"--KernelRegistry.busy_slot_seconds={busy_slot_seconds}", *args)
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    # A slot is only freed by an answer or a restart here.
+    yield from one_slot_server(tmp_path_factory, 300, f"--KernelRegistry.max_waiting_messages={MAX_WAITING}")
 
 
 @pytest.fixture(scope="module")
@@ -169,13 +170,7 @@ async def test_a_restart_frees_the_slot_of_the_kernel_restarted(one_slot: Server
 
 @pytest.fixture(scope="module")
 def short_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_kernel_server(
-        tmp_path_factory.mktemp("admission-short"),
-        "--KernelRegistry.max_busy_kernels=1",
-        "--KernelRegistry.busy_slot_seconds=0.5",
-    )
-    yield srv
-    srv.stop()
+    yield from one_slot_server(tmp_path_factory, 0.5)
 
 
 async def test_a_long_cell_stops_holding_its_slot(short_slot: ServerProcess) -> None:
