@@ -138,12 +138,12 @@ def install_kernelspec(jupyter_path: Path) -> Path:
     return spec_dir
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, kernel_class: type[EchoKernel] = EchoKernel) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--connection-file", required=True)
     args = parser.parse_args(argv)
     connection = json.loads(Path(args.connection_file).read_text())
-    kernel = EchoKernel(connection)
+    kernel = kernel_class(connection)
     # SIGINT is an interrupt request in Jupyter, not a reason to exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

@@ -54,6 +54,9 @@ MAX_HELD_MESSAGES = 1000
 MAX_WAITING_MESSAGES = 4096
 #: Seconds without a kernel_info reply before the start-up nudge asks again.
 NUDGE_RETRY = 1.0
+#: Seconds an execute_request's idle waits for its reply (read from the other
+#: socket, normally in the same wake-up) before the idle alone settles the request.
+REPLY_AFTER_IDLE = 2.0
 
 
 class Connection(Protocol):
@@ -499,12 +502,7 @@ class ManagedKernel:
         if sockets is None:
             return bool(self._inflight)
         for parts, execute_id in waiting:
-            try:
-                sockets.send("shell", self._signer.sign(parts), parts)
-            except (zmq.ZMQError, ConnectionError) as e:
-                log.warning("Kernel %s: a waiting shell message was not delivered: %s", self.id, e)
-                continue
-            if execute_id is not None:
+            if self._send_kept(sockets, "shell", parts, "waiting") and execute_id is not None:
                 self._inflight[execute_id] = _stops_on_error(parts[3])
         if waiting:
             self.last_activity = time.time()
@@ -591,10 +589,16 @@ class ManagedKernel:
         for channel, parts in held:
             if self._sockets is None:
                 return
-            try:
-                self._sockets.send(channel, self._signer.sign(parts), parts)
-            except (zmq.ZMQError, ConnectionError) as e:
-                log.warning("Kernel %s: held %s message not delivered: %s", self.id, channel, e)
+            self._send_kept(self._sockets, channel, parts, "held")
+
+    def _send_kept(self, sockets: KernelSockets, channel: str, parts: list[bytes], why: str) -> bool:
+        """Sign and send a message the server kept back (`why`: held, waiting); False, logged, if not taken."""
+        try:
+            sockets.send(channel, self._signer.sign(parts), parts)
+        except (zmq.ZMQError, ConnectionError) as e:
+            log.warning("Kernel %s: a %s %s message was not delivered: %s", self.id, why, channel, e)
+            return False
+        return True
 
     def broadcast_status(self, state: str) -> None:
         """Tell every client the kernel's execution state (restarting, dead)."""
@@ -704,5 +708,14 @@ class ManagedKernel:
             # Normally the reply came first and settled it; if the reply was
             # lost (a dropped connection), the idle still ends the wait.
             msg_id = self._parent_header(parts[1]).get("msg_id")
-            if msg_id in self._inflight or msg_id == self._overloaded:
+            if self._inflight.get(msg_id) and self._waiting:
+                # Whether what waits runs or is aborted depends on the reply,
+                # which the kernel sent first but the server may read second.
+                asyncio.get_running_loop().call_later(REPLY_AFTER_IDLE, self._reply_missing, msg_id, parts[0])
+            elif msg_id in self._inflight or msg_id == self._overloaded:
                 self._answered(msg_id, parts[0], b"{}")
+
+    def _reply_missing(self, msg_id: str, idle_header: bytes) -> None:
+        if msg_id in self._inflight:
+            log.warning("Kernel %s: no execute_reply for %s after its idle; settling it as answered", self.id, msg_id)
+            self._answered(msg_id, idle_header, b"{}")

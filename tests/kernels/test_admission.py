@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 from zasperhub.platform.kernels.admission import Admission
+from zasperhub.platform.kernels.kernel import REPLY_AFTER_IDLE
 
+from tests.kernels import late_reply_kernel
 from tests.kernels.conftest import start_kernel, start_kernel_server
 from tests.kernels.wsclient import KernelWS
 from tests.support.server import ServerProcess
@@ -242,3 +244,40 @@ def test_which_failures_abort_the_cells_behind() -> None:
     assert not _stops_on_error(b'{"code": "1/0", "stop_on_error": false}')
     assert not _stops_on_error(b'{"code":"1/0","silent":true}')
     assert _stops_on_error(b'{"code": "d = {\\"silent\\": true, \\"stop_on_error\\": false}"}'), "the code's own text does not count"
+
+
+@pytest.fixture(scope="module")
+def late_reply(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    base = tmp_path_factory.mktemp("late-reply")
+    late_reply_kernel.install_kernelspec(base / "data")
+    srv = start_kernel_server(base, "--KernelRegistry.max_busy_kernels=1", "--KernelRegistry.busy_slot_seconds=300")
+    yield srv
+    srv.stop()
+
+
+async def test_a_failed_cells_idle_read_before_its_reply_still_aborts_what_waits(late_reply: ServerProcess) -> None:
+    """The server may read a cell's idle (iopub) before its reply (shell): what waits
+    behind the cell must still wait for the reply, which says whether it failed."""
+    with late_reply.client() as http:
+        kid = start_kernel(http, late_reply_kernel.KERNEL_NAME)
+    client = await KernelWS.connect(late_reply, kid)
+    try:
+        failing = await send_cells(client, ["raise RuntimeError('failed on purpose')"])
+        await asyncio.sleep(0.2)  # the kernel is executing it: what follows waits in the server
+        behind = await send_cells(client, ["'behind 1'", "'behind 2'"])
+        got = await answers(client, failing + behind, timeout=30)
+        assert [got[m][0]["content"]["status"] for m in failing + behind] == ["error", "aborted", "aborted"]
+        after = await send_cells(client, ["'after'"])
+        assert (await answers(client, after, timeout=30))[after[0]][0]["content"]["status"] == "ok"
+        # A reply that never comes: the idle alone settles the cell, later.
+        await send_cells(client, ["noreply"])
+        await asyncio.sleep(0.2)
+        behind = await send_cells(client, ["'behind 3'"])
+        sent = time.monotonic()
+        got = await answers(client, behind, timeout=30)
+        assert got[behind[0]][0]["content"]["status"] == "ok"
+        assert got[behind[0]][1] - sent >= REPLY_AFTER_IDLE - 0.5, "it waited for the lost reply first"
+    finally:
+        await client.close()
+        with late_reply.client() as http:
+            http.delete(f"/api/kernels/{kid}")
