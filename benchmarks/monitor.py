@@ -110,36 +110,80 @@ class Sampler(threading.Thread):
                 "first_tenth": round(sum(values[:tenth]) / tenth, 2), "last_tenth": round(sum(values[-tenth:]) / tenth, 2)}
 
 
-class StatusProbe(threading.Thread):
-    """GET /api/status every ``interval`` s; records latency and failures."""
+def main_thread_schedstat(pid: int) -> tuple[int, int] | None:
+    """(ns on a CPU, ns runnable but waiting for one) of the process's main thread so far.
 
-    def __init__(self, url: str, token: str, interval: float = 0.5, timeout: float = 10.0) -> None:
+    From ``/proc/PID/schedstat`` (Linux); None where it is not available.  A
+    wait is added when it ends, so read it again after the thread has run.
+    """
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            ran, waited = f.read().split()[:2]
+        return int(ran), int(waited)
+    except (OSError, ValueError):
+        return None
+
+
+class StatusProbe(threading.Thread):
+    """GET /api/status every ``interval`` s; records latency and failures.
+
+    With the server's ``pid``, each slow probe (over ``slow_s``) also records
+    what the server's main thread (its event loop) did meanwhile: how long it
+    ran, and how long it was runnable but waited for a CPU.  That tells a
+    server busy with its own work from one the scheduler kept off the CPU.
+    """
+
+    #: Slow probes kept with their attribution (the slowest is always kept).
+    MAX_SLOW = 20
+
+    def __init__(self, url: str, token: str, interval: float = 0.5, timeout: float = 10.0,
+                 pid: int | None = None, slow_s: float = 0.25) -> None:
         super().__init__(daemon=True)
         self.url = url.rstrip("/") + "/api/status"
         self.headers = {"Authorization": f"token {token}"}
         self.interval = interval
         self.timeout = timeout
+        self.pid = pid
+        self.slow_s = slow_s
         self.latencies: list[float] = []
         self.failures: list[str] = []
+        self.slow: list[dict[str, float]] = []
+        self.slowest: dict[str, float] | None = None
         self._halt = threading.Event()
 
     def run(self) -> None:
         with httpx.Client(headers=self.headers, timeout=self.timeout) as http:
             while not self._halt.is_set():
+                before = main_thread_schedstat(self.pid) if self.pid else None
                 start = time.perf_counter()
                 try:
                     code = http.get(self.url).status_code
                     if code == 200:
-                        self.latencies.append(time.perf_counter() - start)
+                        self._record(time.perf_counter() - start, before)
                     else:
                         self.failures.append(f"HTTP {code}")
                 except httpx.HTTPError as exc:
                     self.failures.append(type(exc).__name__)
                 self._halt.wait(self.interval)
 
+    def _record(self, latency: float, before: tuple[int, int] | None) -> None:
+        self.latencies.append(latency)
+        if latency < self.slow_s:
+            return
+        probe = {"ms": round(latency * 1000, 1)}
+        after = main_thread_schedstat(self.pid) if self.pid and before is not None else None
+        if before is not None and after is not None:
+            probe["server_ran_ms"] = round((after[0] - before[0]) / 1e6, 1)
+            probe["server_waited_ms"] = round((after[1] - before[1]) / 1e6, 1)
+        if len(self.slow) < self.MAX_SLOW:
+            self.slow.append(probe)
+        if self.slowest is None or latency * 1000 > self.slowest["ms"]:
+            self.slowest = probe
+
     def stop(self) -> None:
         self._halt.set()
         self.join(self.timeout + 2)
 
     def summary(self) -> dict[str, Any]:
-        return {**percentiles(self.latencies), "failures": len(self.failures)}
+        return {**percentiles(self.latencies), "failures": len(self.failures), "slowest": self.slowest,
+                "slow_probes": self.slow}

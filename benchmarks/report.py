@@ -65,6 +65,14 @@ def one_line(rec: dict[str, Any]) -> str:
     return ", ".join(str(p) for p in parts)
 
 
+def _slowest_probe(probe: dict[str, float] | None) -> str:
+    """Where the slowest slow `/api/status` probe went: the server running, or waiting for a CPU."""
+    if not probe or "server_ran_ms" not in probe:
+        return ""
+    return (f"; slowest {_fmt(probe['ms'])} ms: server ran {_fmt(probe['server_ran_ms'])} ms, "
+            f"waited {_fmt(probe['server_waited_ms'])} ms for a CPU")
+
+
 def _fmt(v: Any, digits: int = 1) -> str:
     if v is None:
         return "–"
@@ -144,7 +152,8 @@ def recovery_lines(recs: list[dict[str, Any]]) -> list[str]:
             cells.append(f"{server}: {rc.get('answered_within_limit')}/{rc.get('kernels')} within {rc.get('limit_s')} s "
                          f"(slowest {rc.get('slowest_s')} s), RSS after delete {_fmt(rec.get('rss_after_delete_mb'))} MB, "
                          f"/api/status p50/max {_fmt(_get(rec, 'status_probe_ms', 'p50'))}/{_fmt(_get(rec, 'status_probe_ms', 'max'))} ms "
-                         f"({_get(rec, 'status_probe_ms', 'failures')} probes timed out)")
+                         f"({_get(rec, 'status_probe_ms', 'failures')} probes timed out"
+                         f"{_slowest_probe(_get(rec, 'status_probe_ms', 'slowest'))})")
         if cells:
             out += ["", f"Recovery {scen} {k}×{r} {wire}: " + "; ".join(cells)]
     return out

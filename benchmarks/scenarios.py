@@ -107,7 +107,7 @@ def run_one(server: str, scenario: Scenario, kernels: int, rate: int, wire: str,
         proc.start()
         sampler = Sampler(srv.pid, proc.pid)
         sampler.start()
-        probe = StatusProbe(srv.url, TOKEN)
+        probe = StatusProbe(srv.url, TOKEN, pid=srv.pid)
         profiler = None
         try:
             _expect(parent, proc, "ready", 120 + 5 * kernels)
