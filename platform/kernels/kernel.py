@@ -708,6 +708,8 @@ class ManagedKernel:
             # Normally the reply came first and settled it; if the reply was
             # lost (a dropped connection), the idle still ends the wait.
             msg_id = self._parent_header(parts[1]).get("msg_id")
+            if not isinstance(msg_id, str):
+                return  # not the idle of a request sent through the server
             if self._inflight.get(msg_id) and self._waiting:
                 # Whether what waits runs or is aborted depends on the reply,
                 # which the kernel sent first but the server may read second.

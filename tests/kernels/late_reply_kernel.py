@@ -6,6 +6,8 @@ the server reads the two sockets independently and may see the idle first
 whose code contains ``raise``, it stays busy ``SLOW`` seconds, publishes the
 error and the idle, waits ``GAP`` seconds, and only then replies ``error``.
 A cell containing ``noreply`` gets its idle and never a reply (as if it was lost).
+A cell containing ``oddparent`` first gets an idle whose parent's msg_id is not
+a string, then the echo kernel's answer.
 Every other request is answered as the benchmark echo kernel answers it.
 
 Run as ``python late_reply_kernel.py -f CONNECTION_FILE`` with the
@@ -39,6 +41,8 @@ class LateReplyKernel(EchoKernel):
         idents, signature, parts = frames[:split], frames[split + 1], frames[split + 2:]
         header = orjson.loads(parts[0])
         code = orjson.loads(parts[3]).get("code", "") if header.get("msg_type") == "execute_request" else ""
+        if "oddparent" in code:
+            self.status("idle", orjson.dumps({"msg_id": ["not", "a", "string"], "session": "elsewhere"}))
         if "raise" not in code and "noreply" not in code:
             super().handle(sock, frames)
             return

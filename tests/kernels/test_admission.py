@@ -281,3 +281,18 @@ async def test_a_failed_cells_idle_read_before_its_reply_still_aborts_what_waits
         await client.close()
         with late_reply.client() as http:
             http.delete(f"/api/kernels/{kid}")
+
+
+async def test_an_idle_whose_parent_msg_id_is_not_a_string_still_reaches_clients(late_reply: ServerProcess) -> None:
+    with late_reply.client() as http:
+        kid = start_kernel(http, late_reply_kernel.KERNEL_NAME)
+    client = await KernelWS.connect(late_reply, kid)
+    try:
+        cell = await send_cells(client, ["oddparent"])
+        odd = await client.wait_for(lambda m: m["channel"] == "iopub" and m["parent_header"].get("msg_id") == ["not", "a", "string"])
+        assert odd["content"]["execution_state"] == "idle"
+        assert (await answers(client, cell, timeout=30))[cell[0]][0]["content"]["status"] == "ok"
+    finally:
+        await client.close()
+        with late_reply.client() as http:
+            http.delete(f"/api/kernels/{kid}")
