@@ -76,12 +76,22 @@ class EchoKernel:
     def status(self, state: str, parent: bytes) -> None:
         self.send(self.iopub, "status", {"execution_state": state}, parent, [b"kernel." + self.session.encode() + b".status"])
 
-    def handle(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+    def unpack(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes]] | None:
+        """(routing identities, message parts) of a request; None, reported, if its signature is bad."""
         split = frames.index(DELIM)
         idents, signature, parts = frames[:split], frames[split + 1], frames[split + 2:]
         if self.signer is not None and not hmac.compare_digest(signature, self._sign(parts[:4])):
             print("echo kernel: bad signature, message dropped", file=sys.stderr)
-            return
+            return None
+        return idents, parts
+
+    def handle(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        unpacked = self.unpack(frames)
+        if unpacked is not None:
+            self.answer(sock, *unpacked)
+
+    def answer(self, sock: zmq.Socket, idents: list[bytes], parts: list[bytes]) -> None:
+        """Publish busy (and for an execute, its input and result), reply, publish idle."""
         header_raw = parts[0]
         header = orjson.loads(header_raw)
         msg_type = header.get("msg_type", "")

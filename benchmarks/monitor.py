@@ -171,7 +171,7 @@ class StatusProbe(threading.Thread):
         if latency < self.slow_s:
             return
         probe = {"ms": round(latency * 1000, 1)}
-        after = main_thread_schedstat(self.pid) if self.pid and before is not None else None
+        after = main_thread_schedstat(self.pid) if self.pid else None
         if before is not None and after is not None:
             probe["server_ran_ms"] = round((after[0] - before[0]) / 1e6, 1)
             probe["server_waited_ms"] = round((after[1] - before[1]) / 1e6, 1)

@@ -16,7 +16,6 @@ repository root on ``PYTHONPATH`` (see ``install_kernelspec``).
 
 from __future__ import annotations
 
-import hmac
 import json
 import sys
 import time
@@ -26,27 +25,22 @@ import orjson
 import zmq
 
 from benchmarks import echo_kernel
-from benchmarks.echo_kernel import DELIM, EchoKernel
 
 KERNEL_NAME = "late-reply"
 SLOW = 0.6
 GAP = 0.3
 
 
-class LateReplyKernel(EchoKernel):
+class LateReplyKernel(echo_kernel.EchoKernel):
     """The echo kernel, except that failing cells reply after their idle."""
 
-    def handle(self, sock: zmq.Socket, frames: list[bytes]) -> None:
-        split = frames.index(DELIM)
-        idents, signature, parts = frames[:split], frames[split + 1], frames[split + 2:]
+    def answer(self, sock: zmq.Socket, idents: list[bytes], parts: list[bytes]) -> None:
         header = orjson.loads(parts[0])
         code = orjson.loads(parts[3]).get("code", "") if header.get("msg_type") == "execute_request" else ""
         if "oddparent" in code:
             self.status("idle", orjson.dumps({"msg_id": ["not", "a", "string"], "session": "elsewhere"}))
         if "raise" not in code and "noreply" not in code:
-            super().handle(sock, frames)
-            return
-        if self.signer is not None and not hmac.compare_digest(signature, self._sign(parts[:4])):
+            super().answer(sock, idents, parts)
             return
         self.status("busy", parts[0])
         time.sleep(SLOW)

@@ -10,8 +10,9 @@ restarted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -255,13 +256,24 @@ def late_reply(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
     srv.stop()
 
 
+@contextlib.asynccontextmanager
+async def late_reply_client(server: ServerProcess) -> AsyncIterator[KernelWS]:
+    """A new late-reply kernel and a client connected to it; both gone afterwards."""
+    with server.client() as http:
+        kid = start_kernel(http, late_reply_kernel.KERNEL_NAME)
+    client = await KernelWS.connect(server, kid)
+    try:
+        yield client
+    finally:
+        await client.close()
+        with server.client() as http:
+            http.delete(f"/api/kernels/{kid}")
+
+
 async def test_a_failed_cells_idle_read_before_its_reply_still_aborts_what_waits(late_reply: ServerProcess) -> None:
     """The server may read a cell's idle (iopub) before its reply (shell): what waits
     behind the cell must still wait for the reply, which says whether it failed."""
-    with late_reply.client() as http:
-        kid = start_kernel(http, late_reply_kernel.KERNEL_NAME)
-    client = await KernelWS.connect(late_reply, kid)
-    try:
+    async with late_reply_client(late_reply) as client:
         failing = await send_cells(client, ["raise RuntimeError('failed on purpose')"])
         await asyncio.sleep(0.2)  # the kernel is executing it: what follows waits in the server
         behind = await send_cells(client, ["'behind 1'", "'behind 2'"])
@@ -277,22 +289,11 @@ async def test_a_failed_cells_idle_read_before_its_reply_still_aborts_what_waits
         got = await answers(client, behind, timeout=30)
         assert got[behind[0]][0]["content"]["status"] == "ok"
         assert got[behind[0]][1] - sent >= REPLY_AFTER_IDLE - 0.5, "it waited for the lost reply first"
-    finally:
-        await client.close()
-        with late_reply.client() as http:
-            http.delete(f"/api/kernels/{kid}")
 
 
 async def test_an_idle_whose_parent_msg_id_is_not_a_string_still_reaches_clients(late_reply: ServerProcess) -> None:
-    with late_reply.client() as http:
-        kid = start_kernel(http, late_reply_kernel.KERNEL_NAME)
-    client = await KernelWS.connect(late_reply, kid)
-    try:
+    async with late_reply_client(late_reply) as client:
         cell = await send_cells(client, ["oddparent"])
         odd = await client.wait_for(lambda m: m["channel"] == "iopub" and m["parent_header"].get("msg_id") == ["not", "a", "string"])
         assert odd["content"]["execution_state"] == "idle"
         assert (await answers(client, cell, timeout=30))[cell[0]][0]["content"]["status"] == "ok"
-    finally:
-        await client.close()
-        with late_reply.client() as http:
-            http.delete(f"/api/kernels/{kid}")
