@@ -11,5 +11,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 
 export PYTHONUNBUFFERED=1
+# The compiled hot path is optional for users (setup.py), but the tests must
+# run it: a build that fell back to pure Python fails tests/kernels/test_native.py.
+export ZASPERHUB_REQUIRE_NATIVE=1
 # CI=true (set by CI) runs the bounded versions of the stress tests.
 exec python -m pytest -ra "$@"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import functools
 import inspect
 import logging
 import re
@@ -30,11 +31,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import zmq
+from zasperhub.platform.kernels import native
 from zasperhub.platform.kernels.codec import FrameError
 from zasperhub.platform.kernels.replay import ReplayBuffer
 from zasperhub.platform.kernels.signing import Signer
 from zasperhub.platform.kernels.zmqio import (
     KernelSockets,
+    deliver_frames,
     open_kernel_sockets,
     wait_listening,
 )
@@ -64,6 +67,8 @@ class Connection(Protocol):
 
     #: The client's session id (from `?session_id=`), "" if it gave none.
     session_id: str
+    #: Its compiled sink (native.py), or None: the native Router delivers only to clients that have one.
+    native_sink: Any
 
     def deliver(self, channel: str, parts: Sequence[bytes]) -> None:
         """Queue a message for the client; must not block.  Sent by `send_queued`."""
@@ -186,7 +191,14 @@ class ManagedKernel:
         key = info.get("key", b"")
         if isinstance(key, str):
             key = key.encode("utf-8")
-        self._signer = Signer(key, info.get("signature_scheme", "hmac-sha256"))
+        scheme = info.get("signature_scheme", "hmac-sha256")
+        self._signer = Signer(key, scheme)
+        router = None
+        if self.registry.native_path:
+            # The compiled path for this kernel's common messages; the rest
+            # comes back through `_on_kernel_message` (native.py).
+            router = native.make_router(self, key, scheme, self.session,
+                                        functools.partial(deliver_frames, self._on_kernel_message))
         self._sockets = open_kernel_sockets(
             info,
             self._identity,
@@ -194,6 +206,7 @@ class ManagedKernel:
             self._flush_clients,
             self.registry.kernel_transport,
             self.registry.read_gate,
+            router,
         )
         self._ready.clear()
         self._kernel_info_seen = self._iopub_seen = False
@@ -207,6 +220,10 @@ class ManagedKernel:
             self._nudge_task.cancel()
             self._nudge_task = None
         if self._sockets is not None:
+            router = getattr(self._sockets, "router", None)
+            if router is not None:
+                fast, slow = router.counts
+                log.info("Kernel %s: %d messages routed by the compiled path, %d by Python", self.id, fast, slow)
             self._sockets.close()
             self._sockets = None
 

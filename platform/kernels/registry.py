@@ -102,6 +102,12 @@ class KernelRegistry(LoggingConfigurable):
         "answers its first kernel_info (its start-up keeps the server's priority).  Kernels that saturate the "
         "CPU then still leave the server, which routes their traffic and answers the API, its share.",
     )
+    native_path = Bool(
+        True, config=True,
+        help="Route kernel messages through the compiled fast path (platform/kernels/_native.c) where it "
+        "applies: ZMTP kernels with HMAC-SHA256 signatures and direct WebSocket clients.  Anything else, and "
+        "everything when the extension was not built, takes the pure-Python path.  False: always Python.",
+    )
     read_coalesce_ms = Float(
         50.0, config=True,
         help="Longest time (ms) a kernel's outputs are left unread after a request is forwarded to it.  They "

@@ -41,8 +41,12 @@ from typing import Any, Protocol
 from tornado.iostream import IOStream
 from tornado.util import _websocket_mask
 from tornado.websocket import WebSocketProtocol13
+from zasperhub.platform.kernels import native
 
 log = logging.getLogger("zasperhub.kernels")
+
+#: The compiled single-frame parser (native.py), or None.
+_one_message = native.ws_message_parser()
 
 #: Seconds a client has to answer our close frame before the connection is dropped (as tornado).
 CLOSE_WAIT = 5.0
@@ -114,6 +118,12 @@ class DirectWebSocket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._heard = True
+        if not self._buf and self._fragments is None and _one_message is not None and not self.client_terminated:
+            # The usual read: one whole client message in one frame, unmasked in C.
+            message = _one_message(data, self.max_message_size)
+            if message is not None:
+                self._deliver(message)
+                return
         if self._buf:
             self._buf += data
             if len(self._buf) < self._need:
@@ -259,6 +269,9 @@ class DirectWebSocket(asyncio.Protocol):
                 raise _Violation(1007, "text message is not valid UTF-8") from None
         else:
             message = payload
+        self._deliver(message)
+
+    def _deliver(self, message: str | bytes) -> None:
         try:
             self.sink.on_message(message)
         except Exception:  # the handler's own errors must not end the connection silently

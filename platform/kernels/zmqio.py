@@ -317,12 +317,14 @@ def open_kernel_sockets(
     on_batch_end: Callable[[], None],
     transport: str | None = None,
     gate: ReadGate | None = None,
+    router: Any = None,
 ) -> Any:
     """A kernel's channel sockets over the chosen transport (`KernelSockets` or `ZMTPKernelSockets`).
 
     `transport` None means the `ZASPERHUB_KERNEL_TRANSPORT` environment
     variable, else `DEFAULT_TRANSPORT`.  "zmtp" (asyncio TCP, see zmtp.py)
-    applies to tcp kernels only; ipc kernels always use pyzmq.
+    applies to tcp kernels only; ipc kernels always use pyzmq.  `router`
+    (native.py) is used by the ZMTP transport only.
     """
     choice = transport or os.environ.get("ZASPERHUB_KERNEL_TRANSPORT", "") or DEFAULT_TRANSPORT
     if choice not in TRANSPORTS:
@@ -331,5 +333,5 @@ def open_kernel_sockets(
     if choice == "zmtp" and info.get("transport", "tcp") == "tcp" and curve_keys(info) is None:
         from zasperhub.platform.kernels.zmtp import ZMTPKernelSockets
 
-        return ZMTPKernelSockets(info, identity, on_message, on_batch_end, gate)
+        return ZMTPKernelSockets(info, identity, on_message, on_batch_end, gate, router)
     return KernelSockets(info, identity, on_message, on_batch_end, gate)

@@ -39,7 +39,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
+from zasperhub.platform.kernels import native
 from zasperhub.platform.kernels.coalesce import Holdable, ReadGate
+from zasperhub.platform.kernels.iopub_poll import ENDED, READABLE, poller_for
 from zasperhub.platform.kernels.zmqio import (
     DELIMITER,
     MessageCallback,
@@ -174,6 +176,10 @@ class _Channel:
         self._need = 0  # bytes the buffer must hold before parsing is worth trying
         self._greeted = False
         self._parts: list[bytes] = []
+        # After the handshake, with a Router (native.py): the compiled frame reader.
+        self._reader: Any = None
+        # An iopub connection after its handshake is read through iopub_poll.py (its transport paused).
+        self._polled_fd = -1
         self._connector: asyncio.Task[None] | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
 
@@ -231,6 +237,8 @@ class _Channel:
         self._buf = bytearray()
         self._need = 64
         self._parts = []
+        self._reader = None
+        self._polled_fd = -1
         self._handshake_timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_expired, link)
         transport.write(_GREETING + ready_command(self.socket_type, self.identity))
 
@@ -252,6 +260,7 @@ class _Channel:
         """A connection ended; reconnect if it was the channel's own."""
         if link is not self.link:
             return  # a connection refused in `attach`; its connector retries
+        self._leave_poller()
         self.link = None
         self.transport = None
         self.ready = False
@@ -268,6 +277,7 @@ class _Channel:
         self._cancel_handshake_timer()
         if self._connector is not None:
             self._connector.cancel()
+        self._leave_poller()
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
@@ -309,52 +319,108 @@ class _Channel:
             owner.answer_arrived()
         if self._feed(data):
             owner.batch_done(self.channel)
+            if self.channel == "iopub" and self.ready and self._polled_fd < 0 and owner.gate is not None:
+                self._enter_poller()
+
+    # -- iopub through iopub_poll.py -------------------------------------------------
+    def _enter_poller(self) -> None:
+        link, transport = self.link, self.transport
+        poller = poller_for(asyncio.get_running_loop())
+        if poller is None or link is None or transport is None or transport.is_closing() or self.closed:
+            return
+        transport.pause_reading()  # for good: from now on the poller says when to read
+        fd = link.sock.fileno()
+        poller.add(fd, self._on_polled, reading=not self.owner.held)
+        self._polled_fd = fd
+
+    def _leave_poller(self) -> None:
+        if self._polled_fd >= 0:
+            poller = poller_for(asyncio.get_running_loop())
+            if poller is not None:
+                poller.remove(self._polled_fd)
+            self._polled_fd = -1
+
+    def _on_polled(self, events: int) -> None:
+        ended = False
+        if events & READABLE:
+            ended = self.read_now()
+            if not self.closed:
+                self.owner.batch_done(self.channel)
+        if (ended or events & ENDED) and self._polled_fd >= 0:
+            # The kernel closed or reset the connection: the transport reads what
+            # is left and reports the end, which reconnects (`detach`).
+            self._leave_poller()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def _feed(self, data: bytes) -> bool:
         """Add received bytes and deliver every complete message; False if the connection was reset."""
-        buf = self._buf
-        buf += data
-        if len(buf) < self._need:
-            return True
         try:
+            if self._reader is not None:
+                self._reader.feed(data)
+                return True
+            buf = self._buf
+            buf += data
+            if len(buf) < self._need:
+                return True
             consumed = self._parse(buf)
-        except ProtocolError as e:
+            if consumed:
+                del buf[:consumed]
+            if self.ready and not self._parts and self.owner.router is not None and not self.closed:
+                # Handshake done, at a message boundary: the compiled reader takes over.
+                self._reader = native.make_reader(self.owner.router, self.channel, self._command)
+                if buf:
+                    rest = bytes(buf)
+                    buf.clear()
+                    self._reader.feed(rest)
+        except (ProtocolError, native.ProtocolError) as e:
             log.warning("Kernel %s channel: %s; reconnecting", self.channel, e)
             if self.transport is not None:
                 self.transport.abort()
             return False
-        if consumed:
-            del buf[:consumed]
         return True
 
-    def read_now(self, limit: int = 4 * 1024 * 1024) -> None:
+    def read_now(self, limit: int = 4 * 1024 * 1024) -> bool:
         """Parse what the kernel already sent on this connection, without waiting for the loop.
 
         Used on the iopub connection when the read gate releases it: when
         the kernel's answer arrives, the outputs published before it are in
         this socket's buffer already, and go to clients ahead of the answer.
-        Up to `limit` bytes are read here; anything more, and an end of
-        stream, is left for the transport (which sees the same socket).
+        Up to `limit` bytes are read here; anything more is read on the next
+        call.  True if the connection ended (end of stream or an error): its
+        transport reports that when it reads next.
         """
         link = self.link
         if link is None or not self.ready or self.closed:
-            return
+            return False
         while limit > 0:
             want = min(limit, 256 * 1024)
             try:
                 data = link.sock.recv(want)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError:
-                return  # the transport reports the error when it reads next
+                return True
             if not data:
-                return
+                return True
             limit -= len(data)
             if not self._feed(data) or self.link is not link or len(data) < want:
-                return  # a short read emptied the buffer: no second recv just to hear EAGAIN
+                return False  # a short read emptied the buffer: no second recv just to hear EAGAIN
+        return False
+
+    def is_reading(self) -> bool:
+        """Whether what the kernel sends on this connection is being read (not held, not paused)."""
+        if self._polled_fd >= 0:
+            return not self.owner.held
+        return self.transport is not None and self.transport.is_reading()
 
     def set_reading(self, on: bool) -> None:
         """Pause or resume reading this channel's connection (the read gate)."""
+        if self._polled_fd >= 0:
+            poller = poller_for(asyncio.get_running_loop())
+            if poller is not None:
+                poller.set_reading(self._polled_fd, on)
+            return
         transport = self.transport
         if transport is not None and not transport.is_closing():
             if on:
@@ -433,9 +499,11 @@ class ZMTPKernelSockets(Holdable):
     CHANNELS = ("shell", "control", "stdin", "iopub")
 
     def __init__(self, info: dict[str, Any], identity: bytes, on_message: MessageCallback,
-                 on_batch_end: Callable[[], None], gate: ReadGate | None = None) -> None:
+                 on_batch_end: Callable[[], None], gate: ReadGate | None = None, router: Any = None) -> None:
         if info.get("transport", "tcp") != "tcp":
             raise ValueError("ZMTP sockets support the tcp transport only")
+        #: The compiled Router (native.py) that routes this kernel's common messages, or None.
+        self.router = router
         self._on_message = on_message
         self._on_batch_end = on_batch_end
         super().__init__(gate)
@@ -488,8 +556,12 @@ class ZMTPKernelSockets(Holdable):
         """Send [delimiter, signature, *parts]; raises `zmq.Again` if the channel's queue is full."""
         if self.closed:
             raise ConnectionError("kernel sockets are closed")
-        pieces = encode_message([DELIMITER, signature, *parts])
-        self.channels[channel].send(pieces, sum(len(p) for p in parts) + len(signature) + 32)
+        data = native.zmtp_message([DELIMITER, signature, *parts])
+        if data is None:  # no compiled module
+            pieces = encode_message([DELIMITER, signature, *parts])
+            self.channels[channel].send(pieces, sum(len(p) for p in pieces))
+        else:
+            self.channels[channel].send([data], len(data))
 
     def close(self) -> None:
         """Close every connection (idempotent)."""

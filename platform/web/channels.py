@@ -30,7 +30,9 @@ from typing import Any
 from tornado import web
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
+from zasperhub.platform.kernels import native
 from zasperhub.platform.kernels.codec import (
+    V1_SUBPROTOCOL,
     Codec,
     FrameError,
     choose_subprotocol,
@@ -54,6 +56,10 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         self.kernel_id = ""
         self.session_id = ""
         self.codec: Codec | None = None
+        # Once the direct transport is up (and the extension is built): the
+        # compiled sink that encodes and writes this client's frames (native.py).
+        self.native_sink: Any = None
+        self._native_tried = False
         self._out: list[bytes] = []
         self._pending = 0
         self._closed = False
@@ -130,6 +136,8 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
     def on_close(self) -> None:
         self._closed = True
         self._out.clear()
+        if self.native_sink is not None:
+            self.native_sink.close()
         if self.kernel is not None:
             self.kernel.detach(self)
         log.debug("Kernel %s: client %s closed (code %s)", self.kernel_id, self.session_id or "-", self.close_code)
@@ -141,15 +149,26 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
     def deliver(self, channel: str, parts: Sequence[bytes]) -> None:
         if self._closed or self.codec is None:
             return
+        if self.native_sink is not None:
+            self.native_sink.deliver(channel, parts)
+            return
         frame, binary = self.codec.encode(channel, parts)
         self._out.append(frame_header(_BINARY if binary else _TEXT, len(frame)))
         self._out.append(frame)  # type: ignore[arg-type]
 
     def send_queued(self) -> None:
         """One write for everything delivered since the last flush (one batch of kernel messages)."""
-        if not self._out:
+        if self.native_sink is not None:
+            self.native_sink.flush()
             return
         protocol = self.ws_connection
+        direct = getattr(protocol, "direct", None)
+        if direct is not None and not self._native_tried and not self._closed:
+            self._native_tried = True
+            if self.zasper.kernel_registry.native_path:
+                self._go_native(direct)
+        if not self._out:
+            return
         if self._closed or protocol is None or protocol.is_closing():
             self._out.clear()
             return
@@ -177,6 +196,20 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         future.add_done_callback(functools.partial(self._flushed, len(data)))
         self._check_backlog(self._pending)
 
+    def _go_native(self, direct: Any) -> None:
+        """The direct transport is up: what was queued meanwhile goes first, then the sink takes over."""
+        assert self.codec is not None
+        sink = native.make_sink(direct.write, direct.buffered, self._check_backlog,
+                                self.zasper.kernel_registry.client_buffer_bytes,
+                                self.codec.subprotocol == V1_SUBPROTOCOL)
+        if sink is None:
+            return
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            direct.write(data)
+        self.native_sink = sink
+
     def _check_backlog(self, pending: int) -> None:
         limit = self.zasper.kernel_registry.client_buffer_bytes
         if pending > limit:
@@ -197,6 +230,8 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         # Messages already queued (e.g. the `dead` status) go out before the close frame.
         self.send_queued()
         self._closed = True
+        if self.native_sink is not None:
+            self.native_sink.close()
         if self.kernel is not None:
             self.kernel.detach(self)
         # Close reasons are limited to 123 bytes on the wire.

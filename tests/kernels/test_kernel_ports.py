@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
+from collections.abc import Iterator
 
 import pytest
 from zasperhub.platform.kernels.ports import (
@@ -25,16 +27,30 @@ def test_the_default_range_ends_below_the_ephemeral_range() -> None:
             parse_range(bad)
 
 
+@contextlib.contextmanager
+def _listening_in(low: int, high: int) -> Iterator[int]:
+    """Listen on some port of low..high; yields it.  Not a fixed one: kernels started by
+    other tests draw from the same default range and may hold any given port."""
+    for port in range(low, high + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            sock.listen(1)
+            yield port
+            return
+    raise AssertionError(f"no port of {low}-{high} is free")
+
+
 def test_picks_are_free_distinct_and_not_handed_out_again() -> None:
     picker = PortPicker(25000, 25400, random.Random(7))
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 25001))
-        busy.listen(1)
+    with _listening_in(25000, 25400) as busy_port:
         seen: set[int] = set()
         for _ in range(40):
             ports = picker.pick(5)
             assert len(set(ports)) == 5 and all(25000 <= p <= 25400 for p in ports)
-            assert 25001 not in ports, "a port something listens on is never picked"
+            assert busy_port not in ports, "a port something listens on is never picked"
             assert not seen & set(ports), "a recent port is not handed out twice"
             seen.update(ports)
     # 200 of 401 ports used: the rest still serve, and an exhausted range says so.

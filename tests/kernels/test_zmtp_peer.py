@@ -290,6 +290,41 @@ async def test_sub_subscribes_again_after_a_reconnect():
         await peer.stop()
 
 
+async def test_polled_iopub_reads_reconnects_and_reads_again():
+    """With a read gate, iopub is read through iopub_poll.py; a dropped connection is noticed there too."""
+    got: list[tuple[str, list[bytes]]] = []
+    gate = ReadGate(reply_window=0.3)
+    second = asyncio.Event()
+
+    async def script(conn: Conn) -> None:
+        await conn.greet()
+        if conn.socket_type == b"SUB":
+            await read_message(conn.reader)  # the subscription
+            await conn.send([b"topic", *MESSAGE])
+            if conn.index == 0:
+                await second.wait()
+                return  # the kernel drops the connection while nothing is held
+        await serve_forever(conn)
+
+    peer = FakePeer(script)
+    port = await peer.start()
+    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: got.append((ch, parts)), lambda: None, gate)
+    try:
+        iopub = sockets.channels["iopub"]
+        await wait_until(lambda: got)
+        await wait_until(lambda: iopub._polled_fd >= 0)
+        assert not iopub.transport.is_reading(), "the transport is paused: the poller reads"
+        second.set()
+        await wait_until(lambda: len(got) == 2 and peer.counts.get(b"SUB") == 2, timeout=5)
+        assert got == [("iopub", MESSAGE[1:])] * 2
+        await wait_until(lambda: iopub._polled_fd >= 0)
+        assert peer.errors == []
+    finally:
+        sockets.close()
+        gate.close()
+        await peer.stop()
+
+
 async def test_iopub_reconnected_while_held_is_read_once_released():
     """The read gate holds iopub; the connection drops and comes back while held; the release reads it."""
     got: list[tuple[str, list[bytes]]] = []
@@ -323,7 +358,7 @@ async def test_iopub_reconnected_while_held_is_read_once_released():
         publish.set()
         await wait_until(lambda: got, timeout=5)  # released at the reply window's end
         assert got == [("iopub", MESSAGE[1:])]
-        assert not sockets.held and iopub.transport is not None and iopub.transport.is_reading()
+        assert not sockets.held and iopub.transport is not None and iopub.is_reading()
     finally:
         sockets.close()
         gate.close()
