@@ -273,6 +273,8 @@ class _Channel:
 
     def close(self) -> None:
         self.closed = True
+        if self._reader is not None:
+            self._reader.close()
         self.pending.clear()
         self._cancel_handshake_timer()
         if self._connector is not None:

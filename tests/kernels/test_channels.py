@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from tests.kernels.conftest import start_kernel
-from tests.kernels.wsclient import V1, KernelWS, encode_v1, new_header
+from tests.kernels.wsclient import ECHO_COMM_SETUP, V1, KernelWS, encode_v1, new_header
 
 PROTOCOLS = ["v1", "legacy"]
 REQUIRED_HEADER = ("msg_id", "msg_type", "session", "username", "version")
@@ -43,15 +43,7 @@ async def test_binary_buffers_both_ways(kserver, kernel_id, protocol):
     """A comm message with binary buffers travels client → kernel → client intact."""
     client = await KernelWS.connect(kserver, kernel_id, protocol)
     try:
-        setup = (
-            "from comm import create_comm\n"
-            "def _target(comm, msg):\n"
-            "    @comm.on_msg\n"
-            "    def _echo(m):\n"
-            "        comm.send({'n': len(m['buffers'])}, buffers=[bytes(b)[::-1] for b in m['buffers']])\n"
-            "get_ipython().kernel.comm_manager.register_target('echo', _target)\n"
-        )
-        assert (await client.execute(setup))["reply"]["content"]["status"] == "ok"
+        assert (await client.execute(ECHO_COMM_SETUP))["reply"]["content"]["status"] == "ok"
         comm_id = uuid.uuid4().hex
         await client.send("shell", "comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}})
         payload = bytes(range(256)) * 10

@@ -9,18 +9,23 @@ it routes itself, and every case it must leave to Python.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
 import os
 import random
+import weakref
 
 import pytest
-from zasperhub.platform.kernels import native
+from zasperhub.platform.kernels import codec_v1, native
+from zasperhub.platform.kernels.codec import FrameError
 from zasperhub.platform.kernels.codec_json import JSONCodec
 from zasperhub.platform.kernels.codec_v1 import V1Codec
 from zasperhub.platform.kernels.ws_direct import frame_header
 from zasperhub.platform.kernels.zmtp import encode_message
+
+from tests.kernels.wsclient import decode_legacy, encode_v1, masked_frame
 
 _native = native._native
 
@@ -146,8 +151,6 @@ def split_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 def legacy_binary_equal(a: bytes, b: bytes) -> bool:
-    from tests.kernels.wsclient import decode_legacy
-
     return decode_legacy(a) == decode_legacy(b)
 
 
@@ -391,8 +394,6 @@ def test_a_failing_callback_is_reported_and_the_message_not_routed_twice(rig):
 
 
 def test_ws_message_takes_exactly_one_final_masked_data_frame():
-    from tests.kernels.wsclient import masked_frame
-
     for payload in (b"", b"x" * 125, b"y" * 126, b"z" * 65_536):
         assert _native.ws_message(masked_frame(0x2, payload), 1 << 20) == payload
     assert _native.ws_message(masked_frame(0x1, "héllo".encode()), 100) == "héllo"
@@ -411,10 +412,6 @@ def test_ws_message_takes_exactly_one_final_masked_data_frame():
 
 
 def test_v1_decode_agrees_with_the_python_decoder(monkeypatch):
-    from tests.kernels.wsclient import encode_v1
-    from zasperhub.platform.kernels import codec_v1
-    from zasperhub.platform.kernels.codec import FrameError
-
     python = V1Codec()
     monkeypatch.setattr(codec_v1, "_fast_decode", None)
     good = [
@@ -440,9 +437,6 @@ def test_v1_decode_agrees_with_the_python_decoder(monkeypatch):
 
 def test_reference_cycles_through_the_compiled_objects_are_collected():
     """A connection holds its sink, the sink the connection's write; a kernel its Router and back."""
-    import gc
-    import weakref
-
     class Connection:
         def write(self, data: bytes) -> None:
             pass
@@ -459,3 +453,20 @@ def test_reference_cycles_through_the_compiled_objects_are_collected():
     del conn, kernel
     gc.collect()
     assert [ref() for ref in gone] == [None, None]
+
+
+def test_a_reader_closed_by_a_callback_routes_nothing_more(rig):
+    kernel, writes, router = rig
+    kernel._connections.clear()  # every message goes to the fallback, which closes the reader
+    seen = []
+
+    def fallback_then_close(channel, frames):
+        seen.append(frames)
+        reader.close()
+
+    router2 = _native.Router(kernel, KEY, SESSION, fallback_then_close, kernel.errors.append)
+    reader = _native.ZmtpReader(router2, "iopub", lambda body: None)
+    reader.feed(zmtp(message("stream", {"text": "1"})) + zmtp(message("stream", {"text": "2"})))
+    assert len(seen) == 1 and reader.buffered == 0
+    reader.feed(zmtp(message("stream", {"text": "3"})))
+    assert len(seen) == 1

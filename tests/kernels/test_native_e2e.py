@@ -18,18 +18,9 @@ import pytest
 
 from tests.kernels.conftest import start_kernel_server
 from tests.kernels.test_native import _native
-from tests.kernels.wsclient import KernelWS
+from tests.kernels.wsclient import ECHO_COMM_SETUP, KernelWS
 
 pytestmark = pytest.mark.skipif(_native is None, reason="the _native extension is not built")
-
-COMM_SETUP = (
-    "from comm import create_comm\n"
-    "def _target(comm, msg):\n"
-    "    @comm.on_msg\n"
-    "    def _echo(m):\n"
-    "        comm.send({'n': len(m['buffers'])}, buffers=[bytes(b)[::-1] for b in m['buffers']])\n"
-    "get_ipython().kernel.comm_manager.register_target('echo', _target)\n"
-)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +61,7 @@ async def script(server: Any, protocol: str) -> list[list[tuple[Any, ...]]]:
     try:
         await run(first, 0, "print('hi'); 6 * 7")
         await run(second, 1, "import sys; print('err', file=sys.stderr); 1 / 0")
-        await run(first, 0, COMM_SETUP)
+        await run(first, 0, ECHO_COMM_SETUP)
         comm_id = uuid.uuid4().hex
         await first.send("shell", "comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}})
         await first.send("shell", "comm_msg", {"comm_id": comm_id, "data": {}},

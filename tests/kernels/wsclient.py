@@ -20,6 +20,16 @@ import websockets
 
 V1 = "v1.kernel.websocket.jupyter.org"
 
+#: Kernel code registering comm target 'echo': it answers each message with its buffers reversed.
+ECHO_COMM_SETUP = (
+    "from comm import create_comm\n"
+    "def _target(comm, msg):\n"
+    "    @comm.on_msg\n"
+    "    def _echo(m):\n"
+    "        comm.send({'n': len(m['buffers'])}, buffers=[bytes(b)[::-1] for b in m['buffers']])\n"
+    "get_ipython().kernel.comm_manager.register_target('echo', _target)\n"
+)
+
 
 def masked_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:
     """One client → server WebSocket frame, masked as RFC 6455 requires, built byte by byte."""
