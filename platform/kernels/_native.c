@@ -403,6 +403,72 @@ static int span_has(span s, const char *needle)
 }
 
 /* ------------------------------------------------------------------ */
+/* The parts of a message handed in from Python                         */
+/* ------------------------------------------------------------------ */
+
+#define MAX_PARTS 4096
+#define GATHER_STACK 16
+
+/* A Python sequence of bytes-like parts seen as spans, without copying; `gather_release` undoes it. */
+typedef struct {
+    PyObject *seq;
+    Py_buffer *views;
+    span *spans;
+    Py_ssize_t n, held;
+    Py_buffer stack_views[GATHER_STACK];
+    span stack_spans[GATHER_STACK];
+} gathered;
+
+static void gather_release(gathered *g)
+{
+    for (Py_ssize_t i = 0; i < g->held; i++)
+        PyBuffer_Release(&g->views[i]);
+    g->held = 0;
+    if (g->views != g->stack_views)
+        PyMem_Free(g->views);
+    if (g->spans != g->stack_spans)
+        PyMem_Free(g->spans);
+    g->views = g->stack_views;
+    g->spans = g->stack_spans;
+    Py_CLEAR(g->seq);
+}
+
+/* 0, or -1 with an exception (not a sequence, `min`..`max` parts not met, a part not bytes-like). */
+static int gather(gathered *g, PyObject *obj, Py_ssize_t min, Py_ssize_t max)
+{
+    g->held = 0;
+    g->views = g->stack_views;
+    g->spans = g->stack_spans;
+    g->seq = PySequence_Fast(obj, "parts must be a sequence");
+    if (g->seq == NULL)
+        return -1;
+    g->n = PySequence_Fast_GET_SIZE(g->seq);
+    if (g->n < min || g->n > max) {
+        PyErr_Format(PyExc_ValueError, "a message has %zd to %zd parts, got %zd", min, max, g->n);
+        goto fail;
+    }
+    if (g->n > GATHER_STACK) {
+        g->views = PyMem_Malloc((size_t)g->n * sizeof(Py_buffer));
+        g->spans = PyMem_Malloc((size_t)g->n * sizeof(span));
+        if (g->views == NULL || g->spans == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
+    PyObject **items = PySequence_Fast_ITEMS(g->seq);
+    for (; g->held < g->n; g->held++) {
+        if (PyObject_GetBuffer(items[g->held], &g->views[g->held], PyBUF_SIMPLE) < 0)
+            goto fail;
+        g->spans[g->held].p = g->views[g->held].buf;
+        g->spans[g->held].n = (size_t)g->views[g->held].len;
+    }
+    return 0;
+fail:
+    gather_release(g);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
 /* ClientSink: one WebSocket client's outgoing frames                   */
 /* ------------------------------------------------------------------ */
 
@@ -574,17 +640,21 @@ static int legacy_ids(span header, span *msg_id, span *msg_type)
     return 0;
 }
 
-static int sink_encode(ClientSink *sink, const char *chan, size_t chanlen, const span *parts, int nparts)
+/* `ids`: the header's raw msg_id and msg_type (the legacy splice needs them), or NULL to scan for them here. */
+static int sink_encode(ClientSink *sink, const char *chan, size_t chanlen, const span *parts, int nparts,
+                       const span *ids)
 {
     if (sink->v1)
         return encode_v1(&sink->out, chan, chanlen, parts, nparts);
-    span msg_id, msg_type;
-    if (legacy_ids(parts[0], &msg_id, &msg_type) < 0) {
-        /* As codec_json: a header that does not parse gets empty ids. */
-        msg_id = EMPTY_STRING_JSON;
-        msg_type = EMPTY_STRING_JSON;
+    span scanned[2];
+    if (ids == NULL) {
+        ids = scanned;
+        if (legacy_ids(parts[0], &scanned[0], &scanned[1]) < 0) {
+            /* As codec_json: a header that does not parse gets empty ids. */
+            scanned[0] = scanned[1] = EMPTY_STRING_JSON;
+        }
     }
-    return encode_legacy(&sink->out, chan, chanlen, parts, nparts, msg_id, msg_type);
+    return encode_legacy(&sink->out, chan, chanlen, parts, nparts, ids[0], ids[1]);
 }
 
 static int ClientSink_init(ClientSink *self, PyObject *args, PyObject *kwds)
@@ -632,56 +702,20 @@ static void ClientSink_dealloc(ClientSink *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define MAX_PARTS 4096
-
-/* Parts of a Python sequence as spans (buffer views kept in `views`); -1 with an exception. */
-static int parts_from_sequence(PyObject *seq, Py_buffer *views, span *parts, int *count)
-{
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n < 4 || n > MAX_PARTS) {
-        PyErr_Format(PyExc_ValueError, "a message has at least 4 and at most %d parts, got %zd", MAX_PARTS, n);
-        return -1;
-    }
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (PyObject_GetBuffer(items[i], &views[i], PyBUF_SIMPLE) < 0) {
-            for (Py_ssize_t j = 0; j < i; j++)
-                PyBuffer_Release(&views[j]);
-            return -1;
-        }
-        parts[i].p = views[i].buf;
-        parts[i].n = (size_t)views[i].len;
-    }
-    *count = (int)n;
-    return 0;
-}
-
 static PyObject *ClientSink_deliver(ClientSink *self, PyObject *args)
 {
     const char *chan;
     Py_ssize_t chanlen;
-    PyObject *seq_in;
-    if (!PyArg_ParseTuple(args, "s#O", &chan, &chanlen, &seq_in))
+    PyObject *parts;
+    if (!PyArg_ParseTuple(args, "s#O", &chan, &chanlen, &parts))
         return NULL;
     if (self->closed)
         Py_RETURN_NONE;
-    PyObject *seq = PySequence_Fast(seq_in, "parts must be a sequence");
-    if (seq == NULL)
+    gathered g;
+    if (gather(&g, parts, 4, MAX_PARTS) < 0)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    Py_buffer *views = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Py_buffer));
-    span *parts = PyMem_Calloc(n ? (size_t)n : 1, sizeof(span));
-    int count = 0, rc = -1;
-    if (views != NULL && parts != NULL && parts_from_sequence(seq, views, parts, &count) == 0) {
-        rc = sink_encode(self, chan, (size_t)chanlen, parts, count);
-        for (int i = 0; i < count; i++)
-            PyBuffer_Release(&views[i]);
-    } else if (views == NULL || parts == NULL) {
-        PyErr_NoMemory();
-    }
-    PyMem_Free(views);
-    PyMem_Free(parts);
-    Py_DECREF(seq);
+    int rc = sink_encode(self, chan, (size_t)chanlen, g.spans, (int)g.n, NULL);
+    gather_release(&g);
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -1066,9 +1100,12 @@ static int route_message(Router *r, PyObject *channel, int iopub, int shell, con
             return route_slow(r, channel, frames, nframes); /* Python logs and drops it */
     }
 
-    json_key hkeys[1] = {{"msg_type", 8, NULL, 0}};
-    if (json_scan((const char *)parts[0].p, parts[0].n, hkeys, 1) < 0)
+    json_key hkeys[2] = {{"msg_type", 8, NULL, 0}, {"msg_id", 6, NULL, 0}};
+    if (json_scan((const char *)parts[0].p, parts[0].n, hkeys, 2) < 0)
         return route_slow(r, channel, frames, nframes);
+    /* msg_id, msg_type as written, for the legacy splice (codec_json.py puts "" for a missing one). */
+    span ids[2] = {hkeys[1].value ? (span){(const uint8_t *)hkeys[1].value, hkeys[1].vlen} : EMPTY_STRING_JSON,
+                   hkeys[0].value ? (span){(const uint8_t *)hkeys[0].value, hkeys[0].vlen} : EMPTY_STRING_JSON};
 
     ClientSink *sinks[MAX_SINKS];
     int nsinks = 0;
@@ -1082,7 +1119,7 @@ static int route_message(Router *r, PyObject *channel, int iopub, int shell, con
     int is_status = plain_string(&hkeys[0], &ty, &tyn) == 0 && tyn == 6 && memcmp(ty, "status", 6) == 0;
 
     if (iopub) {
-        if (is_status && span_has(parts[0], "\"status\"")) {
+        if (is_status) {
             json_key ckeys[1] = {{"execution_state", 15, NULL, 0}};
             if (json_scan((const char *)parts[3].p, parts[3].n, ckeys, 1) < 0)
                 return route_slow(r, channel, frames, nframes);
@@ -1198,7 +1235,7 @@ static int route_message(Router *r, PyObject *channel, int iopub, int shell, con
     const char *chan = PyUnicode_AsUTF8AndSize(channel, &chanlen);
     for (int i = 0; i < nsinks; i++) {
         if (rc == 0 && chan != NULL && !sinks[i]->closed)
-            rc = sink_encode(sinks[i], chan, (size_t)chanlen, parts, nparts);
+            rc = sink_encode(sinks[i], chan, (size_t)chanlen, parts, nparts, ids);
         Py_DECREF(sinks[i]);
     }
     if (chan == NULL)
@@ -1220,62 +1257,10 @@ static int route_message(Router *r, PyObject *channel, int iopub, int shell, con
     return rc;
 }
 
-static PyObject *Router_route(Router *self, PyObject *args)
-{
-    /* route(channel, frames): one message (tests; ZmtpReader calls route_message directly). */
-    PyObject *channel, *seq_in;
-    if (!PyArg_ParseTuple(args, "UO", &channel, &seq_in))
-        return NULL;
-    PyObject *seq = PySequence_Fast(seq_in, "frames must be a sequence");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n > MAX_PARTS) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "too many frames");
-        return NULL;
-    }
-    Py_buffer *views = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Py_buffer));
-    span *frames = PyMem_Calloc(n ? (size_t)n : 1, sizeof(span));
-    int rc = -1, got = 0;
-    if (views == NULL || frames == NULL) {
-        PyErr_NoMemory();
-    } else {
-        PyObject **items = PySequence_Fast_ITEMS(seq);
-        rc = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (PyObject_GetBuffer(items[i], &views[i], PyBUF_SIMPLE) < 0) {
-                rc = -1;
-                break;
-            }
-            got++;
-            frames[i].p = views[i].buf;
-            frames[i].n = (size_t)views[i].len;
-        }
-        if (rc == 0) {
-            int iopub = string_equals(channel, "iopub", 5), shell = string_equals(channel, "shell", 5);
-            rc = route_message(self, channel, iopub, shell, frames, (int)n);
-        }
-        for (int i = 0; i < got; i++)
-            PyBuffer_Release(&views[i]);
-    }
-    PyMem_Free(views);
-    PyMem_Free(frames);
-    Py_DECREF(seq);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 static PyObject *Router_counts(Router *self, void *Py_UNUSED(closure))
 {
     return Py_BuildValue("(KK)", self->fast, self->slow);
 }
-
-static PyMethodDef Router_methods[] = {
-    {"route", (PyCFunction)Router_route, METH_VARARGS, "route(channel, frames): route one message from the kernel."},
-    {NULL, NULL, 0, NULL},
-};
 
 static PyGetSetDef Router_getset[] = {
     {"counts", (getter)Router_counts, NULL, "(messages routed here, messages handed to Python)", NULL},
@@ -1291,7 +1276,6 @@ static PyTypeObject RouterType = {
     .tp_traverse = (traverseproc)Router_traverse,
     .tp_clear = (inquiry)Router_clear,
     .tp_doc = "Router(kernel, key, session, fallback): routes one kernel's common messages to its clients' sinks.",
-    .tp_methods = Router_methods,
     .tp_getset = Router_getset,
     .tp_init = (initproc)Router_init,
     .tp_new = PyType_GenericNew,
@@ -1570,40 +1554,19 @@ static int Hmac_init(Hmac *self, PyObject *args, PyObject *kwds)
 static PyObject *Hmac_sign(Hmac *self, PyObject *arg)
 {
     /* sign(parts) -> hex of header, parent, metadata, content; None when they are large (OpenSSL is faster there). */
-    PyObject *seq = PySequence_Fast(arg, "parts must be a sequence");
-    if (seq == NULL)
+    gathered g;
+    if (gather(&g, arg, 4, MAX_PARTS) < 0)
         return NULL;
-    if (PySequence_Fast_GET_SIZE(seq) < 4) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "a message has at least 4 parts");
-        return NULL;
+    PyObject *result;
+    if (g.spans[0].n + g.spans[1].n + g.spans[2].n + g.spans[3].n > LARGE_MESSAGE) {
+        result = Py_None;
+        Py_INCREF(result);
+    } else {
+        char hex[64];
+        hmac_hex(&self->key, g.spans, 4, hex);
+        result = PyBytes_FromStringAndSize(hex, 64);
     }
-    Py_buffer views[4];
-    span parts[4];
-    int got = 0;
-    size_t total = 0;
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    for (; got < 4; got++) {
-        if (PyObject_GetBuffer(items[got], &views[got], PyBUF_SIMPLE) < 0)
-            break;
-        parts[got].p = views[got].buf;
-        parts[got].n = (size_t)views[got].len;
-        total += parts[got].n;
-    }
-    PyObject *result = NULL;
-    if (got == 4) {
-        if (total > LARGE_MESSAGE) {
-            result = Py_None;
-            Py_INCREF(result);
-        } else {
-            char hex[64];
-            hmac_hex(&self->key, parts, 4, hex);
-            result = PyBytes_FromStringAndSize(hex, 64);
-        }
-    }
-    for (int i = 0; i < got; i++)
-        PyBuffer_Release(&views[i]);
-    Py_DECREF(seq);
+    gather_release(&g);
     return result;
 }
 
@@ -1627,34 +1590,18 @@ static PyTypeObject HmacType = {
 static PyObject *native_zmtp_message(PyObject *Py_UNUSED(module), PyObject *arg)
 {
     /* zmtp_message(parts) -> the parts as ZMTP 3 frames (MORE on all but the last), one bytes object. */
-    PyObject *seq = PySequence_Fast(arg, "parts must be a sequence");
-    if (seq == NULL)
+    gathered g;
+    if (gather(&g, arg, 1, MAX_PARTS) < 0)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n < 1 || n > MAX_PARTS) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "a message has 1 to 4096 parts");
-        return NULL;
-    }
-    Py_buffer *views = PyMem_Calloc((size_t)n, sizeof(Py_buffer));
-    if (views == NULL) {
-        Py_DECREF(seq);
-        return PyErr_NoMemory();
-    }
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    Py_ssize_t got = 0;
     size_t total = 0;
-    for (; got < n; got++) {
-        if (PyObject_GetBuffer(items[got], &views[got], PyBUF_SIMPLE) < 0)
-            break;
-        total += (views[got].len > 255 ? 9 : 2) + (size_t)views[got].len;
-    }
-    PyObject *result = NULL;
-    if (got == n && (result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total)) != NULL) {
+    for (Py_ssize_t i = 0; i < g.n; i++)
+        total += (g.spans[i].n > 255 ? 9 : 2) + g.spans[i].n;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (result != NULL) {
         uint8_t *w = (uint8_t *)PyBytes_AS_STRING(result);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint64_t len = (uint64_t)views[i].len;
-            uint8_t more = i + 1 < n ? ZMTP_MORE : 0;
+        for (Py_ssize_t i = 0; i < g.n; i++) {
+            uint64_t len = g.spans[i].n;
+            uint8_t more = i + 1 < g.n ? ZMTP_MORE : 0;
             if (len > 255) {
                 *w++ = more | ZMTP_LONG;
                 for (int b = 7; b >= 0; b--)
@@ -1663,14 +1610,11 @@ static PyObject *native_zmtp_message(PyObject *Py_UNUSED(module), PyObject *arg)
                 *w++ = more;
                 *w++ = (uint8_t)len;
             }
-            memcpy(w, views[i].buf, (size_t)len);
+            memcpy(w, g.spans[i].p, (size_t)len);
             w += len;
         }
     }
-    for (Py_ssize_t i = 0; i < got; i++)
-        PyBuffer_Release(&views[i]);
-    PyMem_Free(views);
-    Py_DECREF(seq);
+    gather_release(&g);
     return result;
 }
 

@@ -18,9 +18,6 @@ from collections.abc import Sequence
 from zasperhub.platform.kernels import native
 from zasperhub.platform.kernels.codec import CHANNELS, V1_SUBPROTOCOL, Codec, FrameError
 
-#: The compiled decoder (native.py): valid frames in one call; anything else takes the checks below.
-_fast_decode = native.v1_decoder()
-
 #: Offsets for channel + header, parent, metadata, content (fewer is malformed).
 _MIN_OFFSETS = 6
 #: A frame cannot hold more parts than this; larger tables are malformed.
@@ -45,8 +42,9 @@ class V1Codec(Codec):
         return b"".join((struct.pack(f"<{count + 1}Q", *offsets), chan, *parts)), True
 
     def decode(self, frame: bytes | str) -> tuple[str, list[bytes]]:
-        if _fast_decode is not None and not isinstance(frame, str):
-            decoded = _fast_decode(frame)
+        fast = native.v1_decode  # valid frames in one call (native.py); anything else takes the checks below
+        if fast is not None and not isinstance(frame, str):
+            decoded = fast(frame)
             if decoded is not None:
                 return decoded
         if isinstance(frame, str):

@@ -71,14 +71,6 @@ class IopubPoller:
             except Exception:  # one kernel's failure must not stop the others being read
                 log.exception("Error reading a kernel's iopub")
 
-    def close(self) -> None:
-        self._callbacks.clear()
-        try:
-            self._loop.remove_reader(self._epoll.fileno())
-        except (RuntimeError, ValueError):  # the loop is closed already
-            pass
-        self._epoll.close()
-
 
 _pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IopubPoller] = weakref.WeakKeyDictionary()
 

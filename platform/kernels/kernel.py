@@ -193,12 +193,10 @@ class ManagedKernel:
             key = key.encode("utf-8")
         scheme = info.get("signature_scheme", "hmac-sha256")
         self._signer = Signer(key, scheme)
-        router = None
-        if self.registry.native_path:
-            # The compiled path for this kernel's common messages; the rest
-            # comes back through `_on_kernel_message` (native.py).
-            router = native.make_router(self, key, scheme, self.session,
-                                        functools.partial(deliver_frames, self._on_kernel_message))
+        # The compiled path for this kernel's common messages (None where it does not
+        # apply); the rest comes back through `_on_kernel_message` (native.py).
+        router = native.make_router(self, key, scheme, self.session,
+                                    functools.partial(deliver_frames, self._on_kernel_message))
         self._sockets = open_kernel_sockets(
             info,
             self._identity,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
-from zasperhub.platform.kernels import memory, ports
+from zasperhub.platform.kernels import memory, native, ports
 from zasperhub.platform.kernels.admission import Admission
 from zasperhub.platform.kernels.coalesce import ReadGate
 from zasperhub.platform.kernels.pool import KernelPool
@@ -106,7 +106,8 @@ class KernelRegistry(LoggingConfigurable):
         True, config=True,
         help="Route kernel messages through the compiled fast path (platform/kernels/_native.c) where it "
         "applies: ZMTP kernels with HMAC-SHA256 signatures and direct WebSocket clients.  Anything else, and "
-        "everything when the extension was not built, takes the pure-Python path.  False: always Python.",
+        "everything when the extension was not built, takes the pure-Python path.  False (or the environment "
+        "variable ZASPERHUB_NATIVE=0): always Python, for the whole process.",
     )
     read_coalesce_ms = Float(
         50.0, config=True,
@@ -189,6 +190,7 @@ class KernelRegistry(LoggingConfigurable):
         self.closing = False
         self.replay_budget = ReplayBudget(self.replay_total_bytes)
         self.read_gate = ReadGate(self.read_coalesce_ms / 1000.0)
+        native.configure(self.native_path)
         self.admission = (
             Admission(self.max_busy_kernels, self.busy_slot_seconds, self.max_waiting_messages)
             if self.max_busy_kernels > 0 else None

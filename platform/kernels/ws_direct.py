@@ -45,9 +45,6 @@ from zasperhub.platform.kernels import native
 
 log = logging.getLogger("zasperhub.kernels")
 
-#: The compiled single-frame parser (native.py), or None.
-_one_message = native.ws_message_parser()
-
 #: Seconds a client has to answer our close frame before the connection is dropped (as tornado).
 CLOSE_WAIT = 5.0
 
@@ -118,9 +115,10 @@ class DirectWebSocket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._heard = True
-        if not self._buf and self._fragments is None and _one_message is not None and not self.client_terminated:
+        one_message = native.ws_message
+        if one_message is not None and not self._buf and self._fragments is None and not self.client_terminated:
             # The usual read: one whole client message in one frame, unmasked in C.
-            message = _one_message(data, self.max_message_size)
+            message = one_message(data, self.max_message_size)
             if message is not None:
                 self._deliver(message)
                 return
@@ -341,7 +339,7 @@ class DirectProtocol(WebSocketProtocol13):
             if self._pending_close is not None:
                 direct.close(*self._pending_close)
             else:
-                handler.send_queued()  # what the kernel sent while switching
+                handler.direct_ready(direct)  # what the kernel sent while switching goes out first
             await direct.done
         finally:
             self.client_terminated = self.server_terminated = True

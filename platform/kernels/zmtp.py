@@ -41,7 +41,7 @@ from typing import Any
 import zmq
 from zasperhub.platform.kernels import native
 from zasperhub.platform.kernels.coalesce import Holdable, ReadGate
-from zasperhub.platform.kernels.iopub_poll import ENDED, READABLE, poller_for
+from zasperhub.platform.kernels.iopub_poll import ENDED, READABLE, IopubPoller, poller_for
 from zasperhub.platform.kernels.zmqio import (
     DELIMITER,
     MessageCallback,
@@ -178,7 +178,9 @@ class _Channel:
         self._parts: list[bytes] = []
         # After the handshake, with a Router (native.py): the compiled frame reader.
         self._reader: Any = None
-        # An iopub connection after its handshake is read through iopub_poll.py (its transport paused).
+        # An iopub connection after its handshake is read through iopub_poll.py (its transport paused):
+        # the poller and the descriptor registered with it.
+        self._poller: IopubPoller | None = None
         self._polled_fd = -1
         self._connector: asyncio.Task[None] | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -238,7 +240,6 @@ class _Channel:
         self._need = 64
         self._parts = []
         self._reader = None
-        self._polled_fd = -1
         self._handshake_timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_expired, link)
         transport.write(_GREETING + ready_command(self.socket_type, self.identity))
 
@@ -321,7 +322,7 @@ class _Channel:
             owner.answer_arrived()
         if self._feed(data):
             owner.batch_done(self.channel)
-            if self.channel == "iopub" and self.ready and self._polled_fd < 0 and owner.gate is not None:
+            if self.channel == "iopub" and self.ready and self._poller is None and owner.gate is not None:
                 self._enter_poller()
 
     # -- iopub through iopub_poll.py -------------------------------------------------
@@ -333,14 +334,12 @@ class _Channel:
         transport.pause_reading()  # for good: from now on the poller says when to read
         fd = link.sock.fileno()
         poller.add(fd, self._on_polled, reading=not self.owner.held)
-        self._polled_fd = fd
+        self._poller, self._polled_fd = poller, fd
 
     def _leave_poller(self) -> None:
-        if self._polled_fd >= 0:
-            poller = poller_for(asyncio.get_running_loop())
-            if poller is not None:
-                poller.remove(self._polled_fd)
-            self._polled_fd = -1
+        if self._poller is not None:
+            self._poller.remove(self._polled_fd)
+            self._poller, self._polled_fd = None, -1
 
     def _on_polled(self, events: int) -> None:
         ended = False
@@ -348,7 +347,7 @@ class _Channel:
             ended = self.read_now()
             if not self.closed:
                 self.owner.batch_done(self.channel)
-        if (ended or events & ENDED) and self._polled_fd >= 0:
+        if (ended or events & ENDED) and self._poller is not None:
             # The kernel closed or reset the connection: the transport reads what
             # is left and reports the end, which reconnects (`detach`).
             self._leave_poller()
@@ -412,16 +411,14 @@ class _Channel:
 
     def is_reading(self) -> bool:
         """Whether what the kernel sends on this connection is being read (not held, not paused)."""
-        if self._polled_fd >= 0:
+        if self._poller is not None:
             return not self.owner.held
         return self.transport is not None and self.transport.is_reading()
 
     def set_reading(self, on: bool) -> None:
         """Pause or resume reading this channel's connection (the read gate)."""
-        if self._polled_fd >= 0:
-            poller = poller_for(asyncio.get_running_loop())
-            if poller is not None:
-                poller.set_reading(self._polled_fd, on)
+        if self._poller is not None:
+            self._poller.set_reading(self._polled_fd, on)
             return
         transport = self.transport
         if transport is not None and not transport.is_closing():
@@ -558,11 +555,12 @@ class ZMTPKernelSockets(Holdable):
         """Send [delimiter, signature, *parts]; raises `zmq.Again` if the channel's queue is full."""
         if self.closed:
             raise ConnectionError("kernel sockets are closed")
-        data = native.zmtp_message([DELIMITER, signature, *parts])
-        if data is None:  # no compiled module
+        frame = native.zmtp_message
+        if frame is None:
             pieces = encode_message([DELIMITER, signature, *parts])
             self.channels[channel].send(pieces, sum(len(p) for p in pieces))
         else:
+            data = frame([DELIMITER, signature, *parts])
             self.channels[channel].send([data], len(data))
 
     def close(self) -> None:

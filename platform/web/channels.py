@@ -59,7 +59,6 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         # Once the direct transport is up (and the extension is built): the
         # compiled sink that encodes and writes this client's frames (native.py).
         self.native_sink: Any = None
-        self._native_tried = False
         self._out: list[bytes] = []
         self._pending = 0
         self._closed = False
@@ -161,14 +160,9 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         if self.native_sink is not None:
             self.native_sink.flush()
             return
-        protocol = self.ws_connection
-        direct = getattr(protocol, "direct", None)
-        if direct is not None and not self._native_tried and not self._closed:
-            self._native_tried = True
-            if self.zasper.kernel_registry.native_path:
-                self._go_native(direct)
         if not self._out:
             return
+        protocol = self.ws_connection
         if self._closed or protocol is None or protocol.is_closing():
             self._out.clear()
             return
@@ -196,19 +190,14 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         future.add_done_callback(functools.partial(self._flushed, len(data)))
         self._check_backlog(self._pending)
 
-    def _go_native(self, direct: Any) -> None:
-        """The direct transport is up: what was queued meanwhile goes first, then the sink takes over."""
-        assert self.codec is not None
-        sink = native.make_sink(direct.write, direct.buffered, self._check_backlog,
-                                self.zasper.kernel_registry.client_buffer_bytes,
-                                self.codec.subprotocol == V1_SUBPROTOCOL)
-        if sink is None:
-            return
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            direct.write(data)
-        self.native_sink = sink
+    def direct_ready(self, direct: Any) -> None:
+        """ws_direct.py took the connection over: what the kernel sent meanwhile goes out, then the
+        compiled sink (where built) encodes and writes everything after it."""
+        self.send_queued()
+        if not self._closed and self.codec is not None:
+            self.native_sink = native.make_sink(direct.write, direct.buffered, self._check_backlog,
+                                                self.zasper.kernel_registry.client_buffer_bytes,
+                                                self.codec.subprotocol == V1_SUBPROTOCOL)
 
     def _check_backlog(self, pending: int) -> None:
         limit = self.zasper.kernel_registry.client_buffer_bytes

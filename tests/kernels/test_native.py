@@ -18,7 +18,7 @@ import random
 import weakref
 
 import pytest
-from zasperhub.platform.kernels import codec_v1, native
+from zasperhub.platform.kernels import native
 from zasperhub.platform.kernels.codec import FrameError
 from zasperhub.platform.kernels.codec_json import JSONCodec
 from zasperhub.platform.kernels.codec_v1 import V1Codec
@@ -172,6 +172,16 @@ def test_sink_backlog_and_close():
 # -- the Router ---------------------------------------------------------------------------
 
 
+def zmtp(frames: list[bytes]) -> bytes:
+    return b"".join(encode_message(frames))
+
+
+def route(router, channel: str, frames: list[bytes]) -> None:
+    """One message from the kernel, read from its channel as zmtp.py hands it over."""
+    _native.ZmtpReader(router, channel, lambda body: None).feed(zmtp(frames))
+
+
+
 class Conn:
     def __init__(self, sink) -> None:
         self.native_sink = sink
@@ -221,23 +231,23 @@ def flush_all(kernel: FakeKernel) -> None:
 
 def test_status_is_tracked_and_broadcast(rig):
     kernel, writes, router = rig
-    router.route("iopub", message("status", {"execution_state": "busy"}))
-    router.route("iopub", message("stream", {"name": "stdout", "text": "hi"}))
+    route(router, "iopub", message("status", {"execution_state": "busy"}))
+    route(router, "iopub", message("stream", {"name": "stdout", "text": "hi"}))
     flush_all(kernel)
     assert kernel.execution_state == "busy" and kernel.last_activity > 0
     assert router.counts == (2, 0) and kernel.slow == []
     assert all(len(w.data) == 1 for w in writes.values()), "one write per client for the batch"
-    router.route("iopub", message("status", {"execution_state": "idle"}))
+    route(router, "iopub", message("status", {"execution_state": "idle"}))
     assert kernel.execution_state == "idle"
 
 
 def test_replies_go_to_the_requesting_session_only(rig):
     kernel, writes, router = rig
-    router.route("shell", message("complete_reply", {"status": "ok"}, {"msg_id": "r1", "session": "session-b"}))
+    route(router, "shell", message("complete_reply", {"status": "ok"}, {"msg_id": "r1", "session": "session-b"}))
     flush_all(kernel)
     assert writes["b"].data and not writes["a"].data
     # An unknown session (a client that left): every client gets it.
-    router.route("shell", message("complete_reply", {}, {"msg_id": "r2", "session": "gone"}))
+    route(router, "shell", message("complete_reply", {}, {"msg_id": "r2", "session": "gone"}))
     flush_all(kernel)
     assert len(writes["a"].data) == 1 and len(writes["b"].data) == 2
 
@@ -246,19 +256,19 @@ def test_execute_reply_settles_admission_after_delivery(rig):
     kernel, writes, router = rig
     kernel._inflight["req-1"] = True
     frames = message("execute_reply", {"status": "error"}, {"msg_id": "req-1", "session": "session-a"})
-    router.route("shell", frames)
+    route(router, "shell", frames)
     assert kernel.answered == [("req-1", frames[3], frames[6])]
     assert kernel.pending_at_answer[0] > 0, "the reply is queued for its client before admission moves on"
     # Without anything tracked, a reply is only delivered.
     kernel._inflight.clear()
-    router.route("shell", message("execute_reply", {"status": "ok"}, {"msg_id": "req-2", "session": "session-a"}))
+    route(router, "shell", message("execute_reply", {"status": "ok"}, {"msg_id": "req-2", "session": "session-a"}))
     assert len(kernel.answered) == 1 and router.counts == (2, 0)
 
 
 def expect_python(rig, channel: str, frames: list[bytes]) -> None:
     kernel, writes, router = rig
     before = router.counts
-    router.route(channel, frames)
+    route(router, channel, frames)
     flush_all(kernel)
     assert kernel.slow[-1] == (channel, frames), "the raw frames go to Python unchanged"
     assert router.counts == (before[0], before[1] + 1)
@@ -334,16 +344,12 @@ def test_an_unsigned_kernel_is_routed_without_verification():
     w = Writes()
     kernel._connections["a"] = Conn(w.sink(False))
     router = _native.Router(kernel, b"", SESSION, lambda *a: kernel.slow.append(a), kernel.errors.append)
-    router.route("iopub", message("stream", {"text": "x"}, key=b""))
+    route(router, "iopub", message("stream", {"text": "x"}, key=b""))
     kernel._connections["a"].native_sink.flush()
     assert router.counts == (1, 0) and json.loads(split_frames(w.data[0])[0][1])["content"] == {"text": "x"}
 
 
 # -- the reader -----------------------------------------------------------------------------
-
-
-def zmtp(frames: list[bytes]) -> bytes:
-    return b"".join(encode_message(frames))
 
 
 def test_reader_assembles_messages_split_anywhere(rig):
@@ -413,7 +419,7 @@ def test_ws_message_takes_exactly_one_final_masked_data_frame():
 
 def test_v1_decode_agrees_with_the_python_decoder(monkeypatch):
     python = V1Codec()
-    monkeypatch.setattr(codec_v1, "_fast_decode", None)
+    monkeypatch.setattr(native, "v1_decode", None)
     good = [
         encode_v1("shell", {"msg_id": "1"}, {}, {}, {"code": "1"}),
         encode_v1("stdin", {"msg_id": "2"}, {"a": 1}, {}, {}, [b"buf", b""]),
