@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import zmq
-from zasperhub.platform.kernels import native
+from zasperhub.platform.kernels import exit_watch, native
 from zasperhub.platform.kernels.codec import FrameError
 from zasperhub.platform.kernels.replay import ReplayBuffer
 from zasperhub.platform.kernels.signing import Signer
@@ -385,19 +385,35 @@ class ManagedKernel:
     async def _monitor(self) -> None:
         interval = self.registry.poll_interval
         loop = asyncio.get_running_loop()
+        unwatchable: int | None = None  # a pid whose pidfd said "exited" while the provisioner said alive
         while not self.shutting_down:
-            # On a grid shared by every kernel: all monitors run in one
-            # wake-up of the loop per interval, not one wake-up per kernel.
-            await asyncio.sleep(interval - loop.time() % interval)
+            exited: bool | None = None
+            pid = self.pid
+            if pid is not None and pid != unwatchable and not self._busy_lifecycle:
+                # Asleep until the process exits (exit_watch.py); libzmq sockets
+                # still get their periodic poke, so they bound the wait.
+                sockets = self._sockets
+                exited = await exit_watch.wait_exit(pid, interval if sockets is not None and sockets.needs_poke else None)
+                if exited is False:
+                    if self._sockets is not None:
+                        self._sockets.poke()
+                    continue
+            if exited is None:
+                # Polled: on a grid shared by every kernel, so all monitors run
+                # in one wake-up of the loop per interval, not one per kernel.
+                await asyncio.sleep(interval - loop.time() % interval)
             if self._busy_lifecycle:
                 continue
-            if self._sockets is not None:
+            if exited is None and self._sockets is not None:
                 self._sockets.poke()
             try:
                 alive = await self.manager.is_alive()
             except Exception:  # a provisioner failing to poll counts as death
                 log.exception("Polling kernel %s failed", self.id)
                 alive = False
+            if alive and exited and pid == self.pid:
+                # The provisioner's `pid` is not the process it polls: poll this one.
+                unwatchable = pid
             if not alive and not self._busy_lifecycle and not self.shutting_down:
                 await self._on_death()
 

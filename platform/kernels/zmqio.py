@@ -218,6 +218,9 @@ class KernelSockets(Holdable):
         self._loop.call_soon(self._drain, channel)
         return _BATCH
 
+    #: libzmq's edge-triggered FD can miss an edge: the kernel monitor pokes these sockets once a second.
+    needs_poke = True
+
     def poke(self) -> None:
         """Drain any socket with pending input (insurance against a missed edge)."""
         if self.closed:

@@ -548,8 +548,11 @@ class ZMTPKernelSockets(Holdable):
         if not self.answering and not self.closed:
             self._flush()
 
+    #: Reads are level-triggered here: nothing for the kernel monitor to poke.
+    needs_poke = False
+
     def poke(self) -> None:
-        """Nothing to do: reads are not edge-triggered here (kept for interface parity)."""
+        """Nothing to do (kept for interface parity with the pyzmq transport)."""
 
     def send(self, channel: str, signature: bytes, parts: Sequence[bytes]) -> None:
         """Send [delimiter, signature, *parts]; raises `zmq.Again` if the channel's queue is full."""

@@ -94,10 +94,15 @@ async def test_killed_kernel_is_restarted_and_clients_told(kserver, http):
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory):
-    """No automatic restarts; idle kernels culled after 3 s."""
+    """No automatic restarts; idle kernels culled after 3 s; no liveness polling.
+
+    With an hour between polls, a death seen within seconds was seen through
+    the kernel's pidfd (exit_watch.py), not by polling.
+    """
     srv = start_kernel_server(
         tmp_path_factory.mktemp("strict"),
         "--KernelRegistry.restart_limit=0",
+        "--KernelRegistry.poll_interval=3600",
         "--KernelRegistry.cull_idle_timeout=3",
         "--KernelRegistry.cull_interval=1",
     )
