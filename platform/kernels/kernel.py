@@ -23,7 +23,6 @@ import datetime
 import functools
 import inspect
 import logging
-import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -80,14 +79,24 @@ class Connection(Protocol):
         """Close the connection with a WebSocket close code and reason."""
 
 
-_NO_ABORT = re.compile(rb'"stop_on_error"\s*:\s*false|"silent"\s*:\s*true')
+def _field_is(content: bytes, key: bytes, value: bytes) -> bool:
+    """Whether the JSON object `content` has `key` (quoted) followed by `: value`."""
+    at = content.find(key)
+    while at >= 0:
+        rest = content[at + len(key):at + len(key) + 64].lstrip()
+        if rest[:1] == b":" and rest[1:].lstrip().startswith(value):
+            return True
+        at = content.find(key, at + 1)
+    return False
 
 
 def _stops_on_error(content: bytes) -> bool:
     """Whether an execute_request's failure aborts the cells queued behind it (ipykernel's rule:
-    unless `stop_on_error` is false or the request is `silent`).  A pattern, not a parse: inside
-    the JSON string of the code, quotes are escaped, so the code cannot match it."""
-    return _NO_ABORT.search(content) is None
+    unless `stop_on_error` is false or the request is `silent`).  A scan, not a parse: inside
+    the JSON string of the code, quotes are escaped, so the code cannot match it.  Two `find`s
+    instead of a regular expression: this runs once per execute (~2 % of the server's CPU at
+    2 kernels x 10/s was the pattern's scan)."""
+    return not (_field_is(content, b'"stop_on_error"', b"false") or _field_is(content, b'"silent"', b"true"))
 
 
 def _now_iso() -> str:

@@ -245,6 +245,11 @@ def test_which_failures_abort_the_cells_behind() -> None:
     assert not _stops_on_error(b'{"code": "1/0", "stop_on_error": false}')
     assert not _stops_on_error(b'{"code":"1/0","silent":true}')
     assert _stops_on_error(b'{"code": "d = {\\"silent\\": true, \\"stop_on_error\\": false}"}'), "the code's own text does not count"
+    # Whitespace a client's JSON encoder may put around the colon, and a key seen twice.
+    assert not _stops_on_error(b'{\n  "stop_on_error" :\tfalse\n}')
+    assert not _stops_on_error(b'{"code": "x", "silent":   true}')
+    assert not _stops_on_error(b'{"user_expressions": {"silent": 1}, "silent": true}')
+    assert _stops_on_error(b'{"silent": false, "stop_on_error": true, "x": "\\"silent\\": true"}')
 
 
 @pytest.fixture(scope="module")
