@@ -399,10 +399,11 @@ class ManagedKernel:
             exited: bool | None = None
             pid = self.pid
             if pid is not None and pid != unwatchable and not self._busy_lifecycle:
-                # Asleep until the process exits (exit_watch.py); libzmq sockets
-                # still get their periodic poke, so they bound the wait.
+                # Asleep until the process exits (exit_watch.py); libzmq sockets still
+                # get their periodic poke, on the grid shared by every kernel (below).
                 sockets = self._sockets
-                exited = await exit_watch.wait_exit(pid, interval if sockets is not None and sockets.needs_poke else None)
+                poke_in = interval - loop.time() % interval if sockets is not None and sockets.needs_poke else None
+                exited = await exit_watch.wait_exit(pid, poke_in)
                 if exited is False:
                     if self._sockets is not None:
                         self._sockets.poke()

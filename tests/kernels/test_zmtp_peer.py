@@ -11,9 +11,10 @@ READY, so one listening port serves all four channels.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -139,6 +140,22 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def kernel_link(script: Callable[[Conn], Awaitable[None]], on_message: Callable[[str, list[bytes]], Any] | None = None,
+                      gate: ReadGate | None = None) -> AsyncIterator[tuple[FakePeer, ZMTPKernelSockets]]:
+    """A fake kernel running `script` and our sockets connected to it; all closed afterwards (the gate too)."""
+    peer = FakePeer(script)
+    port = await peer.start()
+    sockets = ZMTPKernelSockets(info_for(port), b"me", on_message or (lambda ch, parts: None), lambda: None, gate)
+    try:
+        yield peer, sockets
+    finally:
+        sockets.close()
+        if gate is not None:
+            gate.close()
+        await peer.stop()
+
+
 async def serve_forever(conn: Conn) -> None:
     """Keep the connection open, answering nothing, until the client drops it."""
     await conn.reader.read()
@@ -171,10 +188,7 @@ async def test_handshake_and_message_split_into_single_bytes():
             await conn.send([b"routing-prefix", *MESSAGE], split=True)
         await serve_forever(conn)
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: got.append((ch, parts)), lambda: None)
-    try:
+    async with kernel_link(script, lambda ch, parts: got.append((ch, parts))) as (peer, sockets):
         for channel in ("shell", "control", "stdin"):  # before the handshake: queued
             sockets.send(channel, channel.encode(), [b"{}", b"{}", b"{}", b"{}"])
         await wait_until(lambda: len(got) == 3)
@@ -182,9 +196,6 @@ async def test_handshake_and_message_split_into_single_bytes():
         assert all(parts == MESSAGE[1:] for _, parts in got)
         assert sorted(received) == [[DELIMITER, ch, b"{}", b"{}", b"{}", b"{}"] for ch in (b"control", b"shell", b"stdin")]
         assert peer.errors == []
-    finally:
-        sockets.close()
-        await peer.stop()
 
 
 async def test_peer_without_the_zmtp_signature_is_refused(warnings):
@@ -194,16 +205,10 @@ async def test_peer_without_the_zmtp_signature_is_refused(warnings):
         conn.writer.write(PEER_GREETING[:9] + b"\x00" + PEER_GREETING[10:] + ready_command(_ANSWER_TYPE[conn.socket_type], None))
         await serve_forever(conn)
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: None, lambda: None)
-    try:
+    async with kernel_link(script) as (peer, sockets):
         await wait_until(lambda: peer.counts.get(b"DEALER", 0) >= 6)  # each DEALER channel retried
         assert not any(chan.ready for chan in sockets.channels.values())
         assert any("not a ZMTP peer" in w for w in warnings), warnings
-    finally:
-        sockets.close()
-        await peer.stop()
 
 
 @pytest.mark.parametrize("first", ["silent", "greeting only"])
@@ -225,10 +230,7 @@ async def test_connection_without_handshake_is_dropped_and_retried(monkeypatch, 
             await conn.send(MESSAGE)
         await serve_forever(conn)
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: got.append((ch, parts)), lambda: None)
-    try:
+    async with kernel_link(script, lambda ch, parts: got.append((ch, parts))) as (peer, sockets):
         for channel in ("shell", "control", "stdin"):
             sockets.send(channel, channel.encode(), [b"{}", b"{}", b"{}", b"{}"])
         await wait_until(lambda: len(got) == 3, timeout=10)
@@ -236,9 +238,6 @@ async def test_connection_without_handshake_is_dropped_and_retried(monkeypatch, 
         assert peer.counts[b"DEALER"] == 6
         assert sum("no ZMTP handshake within" in w for w in warnings) == 3, warnings
         assert peer.errors == []
-    finally:
-        sockets.close()
-        await peer.stop()
 
 
 async def test_handshake_timer_does_not_fire_on_a_ready_channel(monkeypatch, warnings):
@@ -249,18 +248,12 @@ async def test_handshake_timer_does_not_fire_on_a_ready_channel(monkeypatch, war
         await conn.greet()
         await serve_forever(conn)
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: None, lambda: None)
-    try:
+    async with kernel_link(script) as (peer, sockets):
         await wait_until(lambda: all(chan.ready for chan in sockets.channels.values()))
         await asyncio.sleep(0.5)
         assert all(chan.ready for chan in sockets.channels.values())
         assert peer.counts == {b"DEALER": 3, b"SUB": 1}
         assert not any("handshake" in w for w in warnings), warnings
-    finally:
-        sockets.close()
-        await peer.stop()
 
 
 async def test_sub_subscribes_again_after_a_reconnect():
@@ -277,17 +270,11 @@ async def test_sub_subscribes_again_after_a_reconnect():
             await conn.send([b"topic", *MESSAGE])
         await serve_forever(conn)
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: got.append((ch, parts)), lambda: None)
-    try:
+    async with kernel_link(script, lambda ch, parts: got.append((ch, parts))) as (peer, sockets):
         await wait_until(lambda: got)
         assert got == [("iopub", MESSAGE[1:])]
         assert subscriptions == [[b"\x01"], [b"\x01"]]
         assert peer.errors == []
-    finally:
-        sockets.close()
-        await peer.stop()
 
 
 async def test_polled_iopub_reads_reconnects_and_reads_again():
@@ -306,10 +293,7 @@ async def test_polled_iopub_reads_reconnects_and_reads_again():
                 return  # the kernel drops the connection while nothing is held
         await serve_forever(conn)
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: got.append((ch, parts)), lambda: None, gate)
-    try:
+    async with kernel_link(script, lambda ch, parts: got.append((ch, parts)), gate) as (peer, sockets):
         iopub = sockets.channels["iopub"]
         await wait_until(lambda: got)
         await wait_until(lambda: iopub._polled_fd >= 0)
@@ -319,10 +303,6 @@ async def test_polled_iopub_reads_reconnects_and_reads_again():
         assert got == [("iopub", MESSAGE[1:])] * 2
         await wait_until(lambda: iopub._polled_fd >= 0)
         assert peer.errors == []
-    finally:
-        sockets.close()
-        gate.close()
-        await peer.stop()
 
 
 async def test_iopub_reconnected_while_held_is_read_once_released():
@@ -343,10 +323,7 @@ async def test_iopub_reconnected_while_held_is_read_once_released():
             await conn.send([b"topic", *MESSAGE])
         await serve_forever(conn)
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: got.append((ch, parts)), lambda: None, gate)
-    try:
+    async with kernel_link(script, lambda ch, parts: got.append((ch, parts)), gate) as (peer, sockets):
         iopub = sockets.channels["iopub"]
         await wait_until(lambda: iopub.ready)
         await asyncio.sleep(0.05)  # past the output window the handshake read may have opened
@@ -359,10 +336,6 @@ async def test_iopub_reconnected_while_held_is_read_once_released():
         await wait_until(lambda: got, timeout=5)  # released at the reply window's end
         assert got == [("iopub", MESSAGE[1:])]
         assert not sockets.held and iopub.transport is not None and iopub.is_reading()
-    finally:
-        sockets.close()
-        gate.close()
-        await peer.stop()
 
 
 async def test_ping_is_answered_with_pong():
@@ -381,15 +354,9 @@ async def test_ping_is_answered_with_pong():
                     break
         await serve_forever(conn)
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: None, lambda: None)
-    try:
+    async with kernel_link(script) as (peer, sockets):
         await wait_until(lambda: pongs)
         assert pongs == [b"\x04PONGctx"]
-    finally:
-        sockets.close()
-        await peer.stop()
 
 
 async def test_one_connector_per_channel_when_connections_keep_dropping():
@@ -398,16 +365,10 @@ async def test_one_connector_per_channel_when_connections_keep_dropping():
     async def script(conn: Conn) -> None:
         await conn.greet()  # then the peer hangs up: the channel reconnects after RECONNECT_INTERVAL
 
-    peer = FakePeer(script)
-    port = await peer.start()
-    sockets = ZMTPKernelSockets(info_for(port), b"me", lambda ch, parts: None, lambda: None)
-    try:
+    async with kernel_link(script) as (peer, sockets):
         started = time.monotonic()
         await asyncio.sleep(1.0)
         elapsed = time.monotonic() - started
         # One connector per channel: at most one connection per RECONNECT_INTERVAL each (plus the first).
         per_channel = peer.counts.get(b"DEALER", 0) / 3
         assert 2 <= per_channel <= elapsed / zmtp.RECONNECT_INTERVAL + 2, peer.counts
-    finally:
-        sockets.close()
-        await peer.stop()
