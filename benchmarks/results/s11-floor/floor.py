@@ -1,6 +1,13 @@
-"""Floor: CPU of an asyncio process woken N/s by a socket message, echoing it back (cold wake-ups)."""
-import asyncio, os, socket, sys, time, resource, threading
-rate = float(sys.argv[1]); mode = sys.argv[2]
+"""Floor: CPU of a process woken N/s by a socket message, echoing it back (cold wake-ups).
+
+    python floor.py RATE clean|dirty [asyncio|plain|epoll]
+
+asyncio (the default, session 11): an asyncio protocol echoes (UV=1: under
+uvloop, if installed).  plain and epoll (session 12): a blocking recv/send
+loop, and a bare select.epoll loop, in Python.  cfloor.c is the same in C.
+"""
+import asyncio, os, socket, sys, time, resource, select
+rate = float(sys.argv[1]); mode = sys.argv[2]; kind = sys.argv[3] if len(sys.argv) > 3 else "asyncio"
 a, b = socket.socketpair()
 pid = os.fork()
 if pid == 0:
@@ -19,6 +26,10 @@ if pid == 0:
         if d > 0: time.sleep(d)
     b.close(); os._exit(0)
 b.close()
+n = rate * 10
+def report(r0, r1):
+    label = mode if kind == "asyncio" else f"{kind} {mode}"
+    print(f"{label}: {(r1.ru_utime-r0.ru_utime+r1.ru_stime-r0.ru_stime)/n*1e6:.0f} us CPU per wake (user {(r1.ru_utime-r0.ru_utime)/n*1e6:.0f})")
 async def main():
     loop = asyncio.get_running_loop()
     done = loop.create_future()
@@ -27,11 +38,25 @@ async def main():
         def data_received(self, d): self.t.write(d)
         def connection_lost(self, e): done.set_result(None)
     await loop.connect_accepted_socket(P, a)
-    r0 = resource.getrusage(resource.RUSAGE_SELF); t0 = time.monotonic()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     await done
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    n = rate * 10
-    print(f"{mode}: {(r1.ru_utime-r0.ru_utime+r1.ru_stime-r0.ru_stime)/n*1e6:.0f} us CPU per wake (user {(r1.ru_utime-r0.ru_utime)/n*1e6:.0f})")
-import os as _o  # UV=1: the same under uvloop, if installed
-if _o.environ.get("UV"): import uvloop; uvloop.install()
-asyncio.run(main())
+    report(r0, resource.getrusage(resource.RUSAGE_SELF))
+if kind == "asyncio":
+    if os.environ.get("UV"): import uvloop; uvloop.install()
+    asyncio.run(main())
+else:
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    if kind == "plain":
+        while (d := a.recv(4096)):
+            a.send(d)
+    else:
+        ep = select.epoll(); ep.register(a.fileno(), select.EPOLLIN)
+        a.setblocking(False)
+        while True:
+            if not ep.poll(10):
+                continue
+            d = a.recv(4096)
+            if not d:
+                break
+            a.send(d)
+    report(r0, resource.getrusage(resource.RUSAGE_SELF))
