@@ -127,6 +127,17 @@ class IdentityProvider(abc.ABC):
     async def authenticate(self, request: RequestInfo) -> AuthResult:
         """Identify the sender of `request`; never raises for bad credentials."""
 
+    def header_user(self, headers: Mapping[str, str]) -> User | None:
+        """The user that `headers` alone authenticate, synchronously and with no side effects.
+
+        Used by the lean path for polling endpoints (`platform/web/probe.py`).
+        None means "not decidable this way": the request then takes the full
+        handler path, which gives the real answer (including every error).
+        A provider must only return a user that `authenticate` would return
+        for the same request with no cookies and no query string.
+        """
+        return None
+
     def login_url(self) -> str | None:
         """Path (below base_url) of the login page, or None when there is none."""
         return None

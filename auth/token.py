@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Mapping
 
 from zasperhub.auth.base import (
     AuthResult,
@@ -44,13 +45,17 @@ def token_from_environment() -> str | None:
     return None
 
 
-def header_token(request: RequestInfo) -> str | None:
-    """The token carried by an `Authorization: token|bearer` header, if any."""
-    value = request.headers.get("Authorization", "")
+def authorization_token(value: str) -> str | None:
+    """The token in an `Authorization` header value (`token T` or `Bearer T`), if any."""
     scheme, _, credential = value.strip().partition(" ")
     if scheme.lower() in ("token", "bearer") and credential.strip():
         return credential.strip()
     return None
+
+
+def header_token(request: RequestInfo) -> str | None:
+    """The token carried by an `Authorization: token|bearer` header, if any."""
+    return authorization_token(request.headers.get("Authorization", ""))
 
 
 class TokenIdentityProvider(IdentityProvider):
@@ -99,6 +104,16 @@ class TokenIdentityProvider(IdentityProvider):
 
     def missing_credentials_message(self) -> str:
         return "Authentication required: pass the server's token"
+
+    def header_user(self, headers: Mapping[str, str]) -> User | None:
+        # Exactly the cases `authenticate` accepts without touching cookies
+        # or the query: no credentials needed, or a valid header token.
+        if self.anonymous_allowed():
+            return self._user("token")
+        presented = authorization_token(headers.get("Authorization", ""))
+        if presented is not None and self.check_token(presented):
+            return self._user("token")
+        return None
 
     async def authenticate(self, request: RequestInfo) -> AuthResult:
         if self.anonymous_allowed():

@@ -20,7 +20,7 @@ import signal
 import sys
 from typing import Any
 
-from tornado import httpserver, netutil, web
+from tornado import httpserver, httputil, netutil, web
 from traitlets import Bool, Float, Instance, Int, List, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 from zasperhub.auth.base import IdentityProvider
@@ -252,6 +252,7 @@ class ZasperApp(Application):
             "allow_origin": self.allow_origin,
             "allow_origin_pat": re.compile(self.allow_origin_pat) if self.allow_origin_pat else None,
             "log_function": log_request,
+            "log_access": log_access,
             "websocket_ping_interval": 30,
             "websocket_ping_timeout": 30,  # tornado refuses a timeout above the interval (warns per socket)
             "websocket_max_message_size": 256 * 1024 * 1024,
@@ -265,7 +266,9 @@ class ZasperApp(Application):
 
             # The hub reads this on every response to spot version skew.
             settings["extra_headers"] = {"X-JupyterHub-Version": hub_version()}
-        return web.Application(routes.collect_handlers(self.base_url), **settings)
+        from zasperhub.platform.web.probe import Application as WebApplication
+
+        return WebApplication(routes.collect_handlers(self.base_url), **settings)
 
     # -- activity ------------------------------------------------------------------
     def note_activity(self, handler: web.RequestHandler) -> None:
@@ -377,9 +380,12 @@ class ZasperApp(Application):
 
 
 def log_request(handler: web.RequestHandler) -> None:
+    """tornado's `log_function`: the access log line for a handler's response."""
+    log_access(handler.get_status(), handler.request)
+
+
+def log_access(status: int, request: httputil.HTTPServerRequest) -> None:
     """Access log without secrets: the query string (it may hold ?token=) is never logged."""
-    status = handler.get_status()
-    request = handler.request
     level = logging.DEBUG
     if status >= 500:
         level = logging.ERROR
@@ -389,6 +395,8 @@ def log_request(handler: web.RequestHandler) -> None:
         level = logging.DEBUG
     else:
         level = logging.INFO if log.isEnabledFor(logging.DEBUG) else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
     ms = 1000.0 * request.request_time()
     log.log(level, "%d %s %s (%s) %.1fms", status, request.method, request.path, request.remote_ip, ms)
 

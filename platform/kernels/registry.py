@@ -297,6 +297,10 @@ class KernelRegistry(LoggingConfigurable):
     def list_models(self) -> list[dict[str, Any]]:
         return [k.model() for k in self._kernels.values()]
 
+    def counts(self) -> tuple[int, int]:
+        """(kernels, client connections) without building every kernel's model."""
+        return len(self._kernels), sum(k.connection_count for k in self._kernels.values())
+
     def last_activity(self) -> datetime.datetime | None:
         if not self._kernels:
             return None

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
 from tornado import web
 
 from zasperhub.platform.version import JUPYTER_SERVER_API_VERSION
 from zasperhub.platform.web.base import APIHandler
 from zasperhub.platform.web.util import isoformat_z
+
+if TYPE_CHECKING:
+    from zasperhub.platform.app import ZasperApp
+
+
+def version_model(app: ZasperApp) -> dict[str, Any]:
+    """The body of `GET /api`."""
+    return {"version": JUPYTER_SERVER_API_VERSION}
+
+
+def status_model(app: ZasperApp) -> dict[str, Any]:
+    """The body of `GET /api/status`."""
+    kernels, connections = app.kernel_registry.counts()
+    return {
+        "started": isoformat_z(app.started),
+        "last_activity": isoformat_z(app.last_activity()),
+        "kernels": kernels,
+        "connections": connections,
+    }
 
 
 class VersionHandler(APIHandler):
@@ -17,7 +37,7 @@ class VersionHandler(APIHandler):
     auth_required = False
 
     def get(self) -> None:
-        self.finish_json({"version": JUPYTER_SERVER_API_VERSION})
+        self.finish_json(version_model(self.zasper))
 
 
 class StatusHandler(APIHandler):
@@ -26,16 +46,7 @@ class StatusHandler(APIHandler):
     auth_required = True
 
     def get(self) -> None:
-        app = self.zasper
-        kernels = app.kernel_registry.list_models()
-        self.finish_json(
-            {
-                "started": isoformat_z(app.started),
-                "last_activity": isoformat_z(app.last_activity()),
-                "kernels": len(kernels),
-                "connections": sum(k["connections"] for k in kernels),
-            }
-        )
+        self.finish_json(status_model(self.zasper))
 
 
 class MeHandler(APIHandler):

@@ -8,6 +8,7 @@ this module is the one place they become HTTP status codes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -52,6 +53,7 @@ def status_for_exception(exc: BaseException) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
 def _is_loopback_host(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return True
@@ -67,6 +69,32 @@ def split_host(value: str) -> str:
     if value.startswith("["):
         return value[1 : value.find("]")] if "]" in value else value
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def default_headers(settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """The security (and hub) headers every response carries."""
+    headers = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Content-Security-Policy", settings.get("csp", "frame-ancestors 'self'")),
+        ("Referrer-Policy", "same-origin"),
+    ]
+    headers.extend(settings.get("extra_headers", {}).items())
+    return headers
+
+
+#: What every API response adds to `default_headers`.
+API_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Content-Type", "application/json; charset=UTF-8"),
+    ("Cache-Control", "no-store"),
+)
+
+
+def host_allowed(settings: dict[str, Any], host: str | None) -> bool:
+    """Whether a request's Host header may be served (the DNS rebinding guard)."""
+    if settings.get("allow_remote_access"):
+        return True
+    name = split_host(host or "")
+    return _is_loopback_host(name) or name in settings.get("local_hostnames", ())
 
 
 class BaseHandler(web.RequestHandler):
@@ -88,19 +116,13 @@ class BaseHandler(web.RequestHandler):
 
     # -- security headers -------------------------------------------------
     def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Content-Security-Policy", self.settings.get("csp", "frame-ancestors 'self'"))
-        self.set_header("Referrer-Policy", "same-origin")
-        for name, value in self.settings.get("extra_headers", {}).items():
+        for name, value in default_headers(self.settings):
             self.set_header(name, value)
 
     # -- host / origin (DNS rebinding, CORS) ------------------------------
     def host_allowed(self) -> bool:
         """Refuse Host headers that could come from DNS rebinding."""
-        if self.settings.get("allow_remote_access"):
-            return True
-        host = split_host(self.request.host or "")
-        return _is_loopback_host(host) or host in self.settings.get("local_hostnames", ())
+        return host_allowed(self.settings, self.request.host)
 
     def origin_allowed(self) -> bool:
         """Same-origin or explicitly allowed Origin (requests without Origin are not browsers' cross-site ones)."""
@@ -249,8 +271,8 @@ class APIHandler(BaseHandler):
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
+        for name, value in API_HEADERS:
+            self.set_header(name, value)
         self._set_cors_headers()
 
     def _set_cors_headers(self) -> None:
