@@ -20,7 +20,7 @@ import signal
 import sys
 from typing import Any
 
-from tornado import httpserver, httputil, netutil, web
+from tornado import httpserver, netutil, web
 from traitlets import Bool, Float, Instance, Int, List, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 from zasperhub.auth.base import IdentityProvider
@@ -32,6 +32,7 @@ from zasperhub.auth.token import (
 from zasperhub.platform.browser_ports import browsers_refuse
 from zasperhub.platform.version import __version__
 from zasperhub.platform.web import routes
+from zasperhub.platform.web.base import is_poll, log_request
 from zasperhub.platform.web.util import utcnow
 
 log = logging.getLogger("zasperhub")
@@ -252,7 +253,6 @@ class ZasperApp(Application):
             "allow_origin": self.allow_origin,
             "allow_origin_pat": re.compile(self.allow_origin_pat) if self.allow_origin_pat else None,
             "log_function": log_request,
-            "log_access": log_access,
             "websocket_ping_interval": 30,
             "websocket_ping_timeout": 30,  # tornado refuses a timeout above the interval (warns per socket)
             "websocket_max_message_size": 256 * 1024 * 1024,
@@ -273,10 +273,8 @@ class ZasperApp(Application):
     # -- activity ------------------------------------------------------------------
     def note_activity(self, handler: web.RequestHandler) -> None:
         """Record API use (polling endpoints do not count as activity)."""
-        path = handler.request.path
-        if path.endswith(("/api/status", "/api", "/api/", "/metrics")):
-            return
-        self._last_api_activity = utcnow()
+        if not is_poll(type(handler)):
+            self._last_api_activity = utcnow()
 
     def last_activity(self) -> Any:
         """The latest of API use and kernel activity."""
@@ -377,28 +375,6 @@ class ZasperApp(Application):
         except StartupError as e:
             print(f"zasperhub: error: {e}", file=sys.stderr)
             sys.exit(1)
-
-
-def log_request(handler: web.RequestHandler) -> None:
-    """tornado's `log_function`: the access log line for a handler's response."""
-    log_access(handler.get_status(), handler.request)
-
-
-def log_access(status: int, request: httputil.HTTPServerRequest) -> None:
-    """Access log without secrets: the query string (it may hold ?token=) is never logged."""
-    level = logging.DEBUG
-    if status >= 500:
-        level = logging.ERROR
-    elif status >= 400:
-        level = logging.WARNING
-    elif request.path.endswith(("/api/status", "/api", "/api/")):
-        level = logging.DEBUG
-    else:
-        level = logging.INFO if log.isEnabledFor(logging.DEBUG) else logging.DEBUG
-    if not log.isEnabledFor(level):
-        return
-    ms = 1000.0 * request.request_time()
-    log.log(level, "%d %s %s (%s) %.1fms", status, request.method, request.path, request.remote_ip, ms)
 
 
 def run(argv: list[str] | None = None, **kwargs: Any) -> None:

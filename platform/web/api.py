@@ -35,6 +35,7 @@ class VersionHandler(APIHandler):
     """`GET /api`: the version, unauthenticated (JupyterHub's readiness probe)."""
 
     auth_required = False
+    poll_model = staticmethod(version_model)
 
     def get(self) -> None:
         self.finish_json(version_model(self.zasper))
@@ -44,6 +45,7 @@ class StatusHandler(APIHandler):
     """`GET /api/status`: start time, last activity, kernel and connection counts."""
 
     auth_required = True
+    poll_model = staticmethod(status_model)
 
     def get(self) -> None:
         self.finish_json(status_model(self.zasper))

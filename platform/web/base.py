@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 
 import orjson
-from tornado import web
+from tornado import httputil, web
 
 from zasperhub.auth import web as auth_web
 from zasperhub.auth.base import User
@@ -71,6 +72,32 @@ def split_host(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def is_poll(handler_class: type[web.RequestHandler]) -> bool:
+    """Whether a handler serves an endpoint monitors poll (see `BaseHandler.poll_model`)."""
+    return getattr(handler_class, "poll_model", None) is not None
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """tornado's `log_function`: the access log line for a handler's response."""
+    log_access(handler.get_status(), handler.request, is_poll(type(handler)))
+
+
+def log_access(status: int, request: httputil.HTTPServerRequest, poll: bool) -> None:
+    """Access log without secrets: the query string (it may hold ?token=) is never logged."""
+    if status >= 500:
+        level = logging.ERROR
+    elif status >= 400:
+        level = logging.WARNING
+    elif poll:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO if log.isEnabledFor(logging.DEBUG) else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    ms = 1000.0 * request.request_time()
+    log.log(level, "%d %s %s (%s) %.1fms", status, request.method, request.path, request.remote_ip, ms)
+
+
 def default_headers(settings: dict[str, Any]) -> list[tuple[str, str]]:
     """The security (and hub) headers every response carries."""
     headers = [
@@ -102,6 +129,10 @@ class BaseHandler(web.RequestHandler):
 
     #: Must be set to True or False by every concrete handler.
     auth_required: ClassVar[bool | None] = None
+    #: Set on the endpoints monitors poll (`/api`, `/api/status`): the source
+    #: of the response body.  Their requests are not activity, are logged at
+    #: debug level, and plain ones are answered by the lean path (probe.py).
+    poll_model: ClassVar[Callable[[ZasperApp], Any] | None] = None
 
     current_user: User | None
 

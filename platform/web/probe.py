@@ -29,8 +29,7 @@ import orjson
 import tornado
 from tornado import httputil, web
 
-from zasperhub.platform.web import api
-from zasperhub.platform.web.base import API_HEADERS, default_headers, host_allowed
+from zasperhub.platform.web.base import API_HEADERS, BaseHandler, default_headers, host_allowed, is_poll, log_access
 
 if TYPE_CHECKING:
     from zasperhub.platform.app import ZasperApp
@@ -87,26 +86,17 @@ class ProbeDelegate(httputil.HTTPMessageDelegate):
         assert connection is not None
         connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", 200, "OK"), headers, payload)
         connection.finish()
-        log_access = app.settings.get("log_access")
-        if log_access is not None:
-            log_access(200, self.request)
+        log_access(200, self.request, poll=True)
 
     def on_connection_close(self) -> None:
         return None
 
 
 class Application(web.Application):
-    """tornado's Application, with the lean path in front of its router."""
+    """tornado's Application; routed requests for a polling endpoint may take the lean path."""
 
-    def __init__(self, handlers: list[Any], base_url: str = "/", **settings: Any) -> None:
-        super().__init__(handlers, base_url=base_url, **settings)
-        prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
-        # path -> (body, whether the endpoint needs an authenticated user)
-        self.probe_routes: dict[str, tuple[Body, bool]] = {
-            prefix + "/api": (api.version_model, False),
-            prefix + "/api/": (api.version_model, False),
-            prefix + "/api/status": (api.status_model, True),
-        }
+    def __init__(self, handlers: list[Any], **settings: Any) -> None:
+        super().__init__(handlers, **settings)
         # Static response headers, in the order the handler path sends them
         # (tornado's Server first, then ours; Vary from its gzip transform).
         headers = [("Server", "TornadoServer/%s" % tornado.version)]
@@ -118,24 +108,21 @@ class Application(web.Application):
         self.http_date = _HttpDate()
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> httputil.HTTPMessageDelegate:
-        delegate = self.probe_delegate(request)
-        if delegate is not None:
-            return delegate
-        return super().find_handler(request, **kwargs)
+        delegate = super().find_handler(request, **kwargs)
+        # The route table decides which handler serves the path; a handler
+        # that declares a `poll_model` is a polling endpoint.
+        handler = getattr(delegate, "handler_class", None)
+        if handler is not None and is_poll(handler) and self.plain_poll(request, handler):
+            return ProbeDelegate(self, request, handler.poll_model)
+        return delegate
 
-    def probe_delegate(self, request: httputil.HTTPServerRequest) -> ProbeDelegate | None:
-        """The lean delegate when `request` is an eligible poll, else None."""
+    def plain_poll(self, request: httputil.HTTPServerRequest, handler: type[BaseHandler]) -> bool:
+        """Whether a request for polling endpoint `handler` may take the lean path."""
         if request.method != "GET" or request.query:
-            return None
-        route = self.probe_routes.get(request.path)
-        if route is None:
-            return None
+            return False
         headers = request.headers
-        if not FULL_PATH_HEADERS.isdisjoint(headers):
-            return None
-        if not host_allowed(self.settings, request.host):
-            return None
-        body, needs_user = route
-        if needs_user and self.settings["zasper"].identity_provider.header_user(headers) is None:
-            return None
-        return ProbeDelegate(self, request, body)
+        if not FULL_PATH_HEADERS.isdisjoint(headers) or not host_allowed(self.settings, request.host):
+            return False
+        if handler.auth_required and self.settings["zasper"].identity_provider.header_user(headers) is None:
+            return False
+        return True

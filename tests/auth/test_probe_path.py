@@ -23,6 +23,7 @@ from tornado import httputil
 from tests.support.server import ServerProcess
 from zasperhub.auth.password import PasswordIdentityProvider
 from zasperhub.auth.token import TokenIdentityProvider
+from zasperhub.platform.web import routes
 from zasperhub.platform.web.probe import Application, ProbeDelegate
 
 TOKEN = "probe-token-0123456789"
@@ -37,7 +38,7 @@ def make_app(provider: Any, base_url: str = "/", **settings: Any) -> Application
     # The router needs only what the delegate reads: the provider for the
     # credentials, and the model's sources when it answers.
     zasper = SimpleNamespace(identity_provider=provider, kernel_registry=_Registry())
-    return Application([], base_url=base_url, zasper=zasper, compress_response=True, **settings)
+    return Application(routes.collect_handlers(base_url), base_url=base_url, zasper=zasper, compress_response=True, **settings)
 
 
 def request(path: str, method: str = "GET", host: str = "127.0.0.1:8888", **headers: str) -> httputil.HTTPServerRequest:
