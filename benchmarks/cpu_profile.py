@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from benchmarks.loadgen import ServerAPI
+from benchmarks.monitor import cpu_seconds
 from benchmarks.profiling import hot_spots
 from benchmarks.servers import TOKEN, BenchEnv, RunningServer
 from benchmarks.stats import LoadStats
@@ -125,10 +126,10 @@ async def measure(args: argparse.Namespace, server: RunningServer) -> dict[str, 
     await asyncio.sleep(2)  # let start-up traffic settle
 
     # Idle: connected, silent (the harness's /api/status probes are not made here).
-    t0, c0 = thread_times(pid), proc.cpu_times()
+    t0, c0 = thread_times(pid), cpu_seconds(proc)
     await asyncio.sleep(args.idle)
-    t1, c1 = thread_times(pid), proc.cpu_times()
-    idle_ms = ((c1.user + c1.system) - (c0.user + c0.system)) * 1000
+    t1, c1 = thread_times(pid), cpu_seconds(proc)
+    idle_ms = (c1 - c0) * 1000
     report["idle"] = {"cpu_ms_per_s": round(idle_ms / args.idle, 2), "threads": diff_threads(t0, t1)}
 
     tracer = Strace(pid, f"/tmp/zh-strace-{pid}") if args.strace else None
@@ -145,7 +146,7 @@ async def measure(args: argparse.Namespace, server: RunningServer) -> dict[str, 
             ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
              "--nonblocking", *(["--native"] if args.native else []), "-o", args.pyspy],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0, c0 = thread_times(pid), proc.cpu_times()
+    t0, c0 = thread_times(pid), cpu_seconds(proc)
     start = time.perf_counter() + 0.05
     end = start + args.window
     n, rate = len(clients), args.rate
@@ -153,7 +154,7 @@ async def measure(args: argparse.Namespace, server: RunningServer) -> dict[str, 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not stats.sent == stats.replies == stats.idles:
         await asyncio.sleep(0.02)
-    t1, c1 = thread_times(pid), proc.cpu_times()
+    t1, c1 = thread_times(pid), cpu_seconds(proc)
     syscalls = tracer.stop() if tracer is not None else {}
     for recorder in (perf, spy):
         if recorder is not None:
@@ -162,7 +163,7 @@ async def measure(args: argparse.Namespace, server: RunningServer) -> dict[str, 
     if spy is not None:
         report["pyspy"] = hot_spots(Path(args.pyspy), top=25)
     trips = max(1, stats.replies)
-    load_ms = ((c1.user + c1.system) - (c0.user + c0.system)) * 1000
+    load_ms = (c1 - c0) * 1000
     threads = diff_threads(t0, t1)
     switches = context_switches(pid)
     report["load"] = {

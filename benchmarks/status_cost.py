@@ -21,13 +21,13 @@ import time
 import httpx
 import psutil
 
+from benchmarks.monitor import cpu_seconds as monitor_cpu_seconds
 from benchmarks.servers import TOKEN, BenchEnv, RunningServer
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of the process so far."""
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    """CPU seconds of the process so far (monitor.cpu_seconds)."""
+    return monitor_cpu_seconds(psutil.Process(pid))
 
 
 def cost_ms(server: RunningServer, requests: int, gap_s: float) -> float:

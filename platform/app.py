@@ -30,6 +30,7 @@ from zasperhub.auth.token import (
     token_from_environment,
 )
 from zasperhub.platform.browser_ports import browsers_refuse
+from zasperhub.platform.kernels import deadline
 from zasperhub.platform.version import __version__
 from zasperhub.platform.web import routes
 from zasperhub.platform.web.base import is_poll, log_request
@@ -371,7 +372,8 @@ class ZasperApp(Application):
             self.subapp.start()
             return
         try:
-            asyncio.run(self.serve())
+            # The loop's selector carries the read gate's deadline (platform/kernels/deadline.py).
+            deadline.run(self.serve())
         except StartupError as e:
             print(f"zasperhub: error: {e}", file=sys.stderr)
             sys.exit(1)

@@ -23,9 +23,10 @@ For `output_window` after a release, iopub reads are not held (the final
 nobody asked for (a running cell printing) is held for `output_window` per
 read, so a chatty cell costs one wake-up per window, not one per line.
 
-One timer serves every held kernel, and a release that comes early (the
+One deadline serves every held kernel, and a release that comes early (the
 reply arrived) moves it, so an early release never leaves a timer to fire
-for nothing.
+for nothing.  On the server's own loop it is carried by the selector, not
+an asyncio timer (deadline.py says why).
 
 Both kernel transports derive from `Holdable`.
 """
@@ -35,6 +36,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
+
+from zasperhub.platform.kernels.deadline import Deadline, clock_for, make_deadline
 
 
 class Holdable:
@@ -79,7 +83,7 @@ OUTPUT_WINDOW = 0.002
 
 
 class ReadGate:
-    """Holds kernels' iopub reads; one gate (and one timer) per kernel registry."""
+    """Holds kernels' iopub reads; one gate (and one deadline) per kernel registry."""
 
     def __init__(self, reply_window: float, output_window: float = OUTPUT_WINDOW) -> None:
         self.reply_window = reply_window
@@ -89,8 +93,10 @@ class ReadGate:
         # longer matches were released early and are skipped.
         self._heap: list[tuple[float, int, Holdable, int]] = []
         self._seq = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._clock: Callable[[], float] | None = None
+        # The one deadline (deadline.py) and what it is set to (None: not set).
+        self._deadline: Deadline | None = None
+        self._timer_at: float | None = None
 
     def hold_for_reply(self, sockets: Holdable) -> None:
         """A request just went to the kernel: hold its outputs until the answer comes."""
@@ -100,26 +106,28 @@ class ReadGate:
     def after_output(self, sockets: Holdable) -> None:
         """iopub messages were just read unheld: hold for the rest of the burst, unless just released."""
         if self.output_window > 0 and not sockets.held and not sockets.closed:
-            loop = self._loop or asyncio.get_running_loop()
-            if loop.time() >= sockets.free_until:
+            if self._now() >= sockets.free_until:
                 self._hold(sockets, self.output_window)
 
     def answer_arrived(self, sockets: Holdable) -> None:
         """The kernel answered on shell/stdin/control: release its held outputs now, first."""
         if sockets.held:
-            loop = self._loop or asyncio.get_running_loop()
-            self._release(sockets, loop.time())
+            self._release(sockets, self._now())
             self._reschedule()
 
+    def _now(self) -> float:
+        clock = self._clock
+        if clock is None:
+            self._loop = asyncio.get_running_loop()
+            clock = self._clock = clock_for(self._loop)
+        return clock()
+
     def _hold(self, sockets: Holdable, duration: float) -> None:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
         sockets.hold_token += 1
         sockets.hold()
-        when = loop.time() + duration
+        when = self._now() + duration
         heapq.heappush(self._heap, (when, next(self._seq), sockets, sockets.hold_token))
-        if self._timer is None or when < self._timer_at:
+        if self._timer_at is None or when < self._timer_at:
             self._schedule(when)
 
     def _release(self, sockets: Holdable, now: float) -> None:
@@ -131,28 +139,29 @@ class ReadGate:
             sockets.held = False
 
     def _schedule(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        assert self._loop is not None
-        self._timer = self._loop.call_at(when, self._release_due)
+        deadline = self._deadline
+        if deadline is None:
+            assert self._loop is not None
+            deadline = self._deadline = make_deadline(self._loop, self._release_due)
+        deadline.arm(when)
         self._timer_at = when
 
     def _reschedule(self) -> None:
-        """Point the timer at the earliest live hold (cancelled timers never wake the loop)."""
+        """Point the deadline at the earliest live hold (a cleared deadline never wakes the loop)."""
         heap = self._heap
         while heap and heap[0][3] != heap[0][2].hold_token:
             heapq.heappop(heap)
         if not heap:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-        elif self._timer is None or heap[0][0] != self._timer_at:
+            if self._timer_at is not None:
+                assert self._deadline is not None
+                self._deadline.disarm()
+                self._timer_at = None
+        elif heap[0][0] != self._timer_at:
             self._schedule(heap[0][0])
 
     def _release_due(self) -> None:
-        self._timer = None
-        assert self._loop is not None
-        now = self._loop.time()
+        self._timer_at = None
+        now = self._now()
         # Also what falls due within half an output window: holds ending close
         # together share one wake-up.
         horizon = now + self.output_window / 2
@@ -164,12 +173,13 @@ class ReadGate:
         self._reschedule()
 
     def close(self) -> None:
-        """Release everything held and stop the timer (server shutdown)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Release everything held and stop the deadline (server shutdown)."""
+        if self._deadline is not None:
+            self._deadline.close()
+            self._deadline = None
+        self._timer_at = None
         heap, self._heap = self._heap, []
-        now = self._loop.time() if self._loop is not None else 0.0
+        now = self._clock() if self._clock is not None else 0.0
         for _, _, sockets, token in heap:
             if token == sockets.hold_token:
                 self._release(sockets, now)

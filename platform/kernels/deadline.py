@@ -1,0 +1,190 @@
+"""The read gate's deadline, set and cleared for every request without a timer object.
+
+Why: the read gate (coalesce.py) sets a deadline for every request sent to a
+kernel and clears it when the answer comes a few milliseconds later.  As an
+asyncio `TimerHandle` that is a new handle, a push onto the loop's timer
+heap, a cancel and a later pop, about fifteen Python calls per round trip;
+a Linux timer descriptor instead costs two `timerfd_settime` calls, which
+measured no cheaper.  This form measured 4–5 % less server CPU per round
+trip than the asyncio timer at 2 kernels × 10/s, two servers side by side
+under the same load (benchmarks/results/cpu.md, session 14).
+
+How: the server's event loop (`new_event_loop`) has a selector that knows
+one deadline.  Setting or clearing it is an attribute store; when the loop
+is about to wait, the selector shortens the wait to the deadline, and when
+the wait ends past it, the callback is queued to run in that same pass of
+the loop.  The loop's own timers are untouched.
+
+Any other loop (a test's, uvloop), or a second deadline on the same loop,
+gets the same interface as an asyncio timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import sys
+import time
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_monotonic = time.monotonic
+
+
+class Deadline:
+    """Calls `callback()` once, on the loop, when loop time reaches what was last given to `arm`.
+
+    `arm` again moves the deadline; `disarm` cancels it.  The callback never
+    runs after a `disarm`, nor for a time that was replaced.
+    """
+
+    def arm(self, when: float) -> None:
+        """Fire at loop time `when` (replaces an earlier deadline)."""
+        raise NotImplementedError
+
+    def disarm(self) -> None:
+        """Do not fire (idempotent)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Disarm for good and give back what the deadline holds (idempotent)."""
+        raise NotImplementedError
+
+
+class DeadlineSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """The platform's selector, with one deadline (on `time.monotonic`) its waits end by."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: When the deadline falls due (monotonic seconds), or None.
+        self.due: float | None = None
+        self.owner: _SelectorDeadline | None = None
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        due = self.due
+        if due is None:
+            return super().select(timeout)
+        wait = due - _monotonic()
+        if timeout is None or wait < timeout:
+            timeout = wait if wait > 0 else 0
+        ready = super().select(timeout)
+        if _monotonic() >= due and self.owner is not None:
+            self.due = None
+            # Queued, not called: it runs with this pass's other callbacks, outside select.
+            self.owner.fire_soon()
+        return ready
+
+
+class _SelectorDeadline(Deadline):
+    """The deadline a `DeadlineSelector` carries (asyncio's clock is `time.monotonic`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, selector: DeadlineSelector,
+                 callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._selector: DeadlineSelector | None = selector
+        self._callback = callback
+        # Set when the selector saw the deadline pass; an arm or disarm before the queued call runs clears it.
+        self._fired = False
+        selector.owner = self
+
+    def arm(self, when: float) -> None:
+        if self._selector is not None:
+            self._selector.due = when
+            self._fired = False
+
+    def disarm(self) -> None:
+        if self._selector is not None:
+            self._selector.due = None
+            self._fired = False
+
+    def close(self) -> None:
+        selector, self._selector = self._selector, None
+        if selector is not None:
+            selector.due = None
+            selector.owner = None
+        self._fired = False
+
+    def fire_soon(self) -> None:
+        self._fired = True
+        self._loop.call_soon(self._fire)
+
+    def _fire(self) -> None:
+        if self._fired and self._selector is not None:
+            self._fired = False
+            self._callback()
+
+
+class _TimerHandleDeadline(Deadline):
+    """The portable form: an asyncio timer per `arm`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_at(when, self._fire)
+
+    def disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    close = disarm
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._callback()
+
+
+#: The loops `new_event_loop` made, and their selectors.
+_selectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineSelector] = weakref.WeakKeyDictionary()
+
+
+class ServerLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+    """asyncio's selector loop with its clock called directly.
+
+    `BaseEventLoop.time` is a Python method returning `time.monotonic()`;
+    the loop reads it twice per pass (7 Python calls per round trip at
+    2 kernels × 10/s).  The same C function, with no frame around it.
+    """
+
+    time = staticmethod(time.monotonic)  # type: ignore[assignment]
+
+
+def _monotonic_clock(loop: asyncio.AbstractEventLoop) -> bool:
+    return type(loop).time in (asyncio.BaseEventLoop.time, ServerLoop.time)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The server's event loop: a `ServerLoop` whose selector can carry the read gate's deadline."""
+    selector = DeadlineSelector()
+    loop = ServerLoop(selector)
+    _selectors[loop] = selector
+    return loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)` on a loop from `new_event_loop` (Python 3.11+; plain asyncio.run before)."""
+    if sys.version_info < (3, 11):
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)
+
+
+def clock_for(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """The loop's clock: `time.monotonic` itself (a C call, no Python frame) where that is what it is."""
+    return time.monotonic if _monotonic_clock(loop) else loop.time
+
+
+def make_deadline(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Deadline:
+    """The selector's deadline on a loop from `new_event_loop` (one per loop), else an asyncio timer."""
+    selector = _selectors.get(loop)
+    if selector is not None and selector.owner is None and _monotonic_clock(loop):
+        return _SelectorDeadline(loop, selector, callback)
+    return _TimerHandleDeadline(loop, callback)
