@@ -6,8 +6,8 @@ a server's CPU per round trip.  This starts each server fresh (no kernels),
 sends requests over one keep-alive connection with the token in the
 `Authorization` header, and reports the server's CPU per request two ways:
 back to back ("hot": caches warm) and 50 ms apart ("cold": what a poller on
-an otherwise quiet server costs).  CPU comes from the process's own
-accounting (psutil, 10 ms ticks), so the counts are large::
+an otherwise quiet server costs).  CPU is the process's own, read to the
+nanosecond (`monitor.cpu_seconds`)::
 
     python -m benchmarks.status_cost --servers zasperhub,jupyter-server
 """
@@ -21,28 +21,24 @@ import time
 import httpx
 import psutil
 
-from benchmarks.monitor import cpu_seconds as monitor_cpu_seconds
+from benchmarks.monitor import cpu_seconds
 from benchmarks.servers import TOKEN, BenchEnv, RunningServer
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds of the process so far (monitor.cpu_seconds)."""
-    return monitor_cpu_seconds(psutil.Process(pid))
 
 
 def cost_ms(server: RunningServer, requests: int, gap_s: float) -> float:
     """The server's CPU milliseconds per request, `gap_s` apart."""
+    proc = psutil.Process(server.pid)
     with httpx.Client(headers={"Authorization": f"token {TOKEN}"}, timeout=10) as http:
         url = server.url + "/api/status"
         for _ in range(20):  # connection up, code paths loaded
             http.get(url).raise_for_status()
         time.sleep(1)
-        before = cpu_seconds(server.pid)
+        before = cpu_seconds(proc)
         for _ in range(requests):
             http.get(url).raise_for_status()
             if gap_s:
                 time.sleep(gap_s)
-        return 1000 * (cpu_seconds(server.pid) - before) / requests
+        return 1000 * (cpu_seconds(proc) - before) / requests
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-from zasperhub.platform.kernels.deadline import Deadline, clock_for, make_deadline
+from zasperhub.platform.kernels.deadline import Deadline, make_deadline
 
 
 class Holdable:
@@ -94,9 +94,9 @@ class ReadGate:
         self._heap: list[tuple[float, int, Holdable, int]] = []
         self._seq = itertools.count()
         self._clock: Callable[[], float] | None = None
-        # The one deadline (deadline.py) and what it is set to (None: not set).
+        # The one deadline (deadline.py) and when it is set to fall due (None: not set).
         self._deadline: Deadline | None = None
-        self._timer_at: float | None = None
+        self._due: float | None = None
 
     def hold_for_reply(self, sockets: Holdable) -> None:
         """A request just went to the kernel: hold its outputs until the answer comes."""
@@ -119,7 +119,8 @@ class ReadGate:
         clock = self._clock
         if clock is None:
             self._loop = asyncio.get_running_loop()
-            clock = self._clock = clock_for(self._loop)
+            # On the server's loop this is time.monotonic itself (deadline.ServerLoop).
+            clock = self._clock = self._loop.time
         return clock()
 
     def _hold(self, sockets: Holdable, duration: float) -> None:
@@ -127,7 +128,7 @@ class ReadGate:
         sockets.hold()
         when = self._now() + duration
         heapq.heappush(self._heap, (when, next(self._seq), sockets, sockets.hold_token))
-        if self._timer_at is None or when < self._timer_at:
+        if self._due is None or when < self._due:
             self._schedule(when)
 
     def _release(self, sockets: Holdable, now: float) -> None:
@@ -144,7 +145,7 @@ class ReadGate:
             assert self._loop is not None
             deadline = self._deadline = make_deadline(self._loop, self._release_due)
         deadline.arm(when)
-        self._timer_at = when
+        self._due = when
 
     def _reschedule(self) -> None:
         """Point the deadline at the earliest live hold (a cleared deadline never wakes the loop)."""
@@ -152,15 +153,15 @@ class ReadGate:
         while heap and heap[0][3] != heap[0][2].hold_token:
             heapq.heappop(heap)
         if not heap:
-            if self._timer_at is not None:
+            if self._due is not None:
                 assert self._deadline is not None
                 self._deadline.disarm()
-                self._timer_at = None
-        elif heap[0][0] != self._timer_at:
+                self._due = None
+        elif heap[0][0] != self._due:
             self._schedule(heap[0][0])
 
     def _release_due(self) -> None:
-        self._timer_at = None
+        self._due = None
         now = self._now()
         # Also what falls due within half an output window: holds ending close
         # together share one wake-up.
@@ -177,7 +178,7 @@ class ReadGate:
         if self._deadline is not None:
             self._deadline.close()
             self._deadline = None
-        self._timer_at = None
+        self._due = None
         heap, self._heap = self._heap, []
         now = self._clock() if self._clock is not None else 0.0
         for _, _, sockets, token in heap:

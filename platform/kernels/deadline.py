@@ -9,7 +9,7 @@ measured no cheaper.  This form measured 4–5 % less server CPU per round
 trip than the asyncio timer at 2 kernels × 10/s, two servers side by side
 under the same load (benchmarks/results/cpu.md, session 14).
 
-How: the server's event loop (`new_event_loop`) has a selector that knows
+How: the server's event loop (`ServerLoop`) has a selector that knows
 one deadline.  Setting or clearing it is an attribute store; when the loop
 is about to wait, the selector shortens the wait to the deadline, and when
 the wait ends past it, the callback is queued to run in that same pass of
@@ -25,7 +25,6 @@ import asyncio
 import selectors
 import sys
 import time
-import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -79,7 +78,7 @@ class DeadlineSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
 
 
 class _SelectorDeadline(Deadline):
-    """The deadline a `DeadlineSelector` carries (asyncio's clock is `time.monotonic`)."""
+    """The deadline a `ServerLoop`'s selector carries (on the loop's clock, `time.monotonic`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, selector: DeadlineSelector,
                  callback: Callable[[], None]) -> None:
@@ -142,49 +141,32 @@ class _TimerHandleDeadline(Deadline):
         self._callback()
 
 
-#: The loops `new_event_loop` made, and their selectors.
-_selectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineSelector] = weakref.WeakKeyDictionary()
-
-
 class ServerLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
-    """asyncio's selector loop with its clock called directly.
+    """The server's event loop: asyncio's selector loop on a `DeadlineSelector`, its clock called directly.
 
     `BaseEventLoop.time` is a Python method returning `time.monotonic()`;
     the loop reads it twice per pass (7 Python calls per round trip at
-    2 kernels × 10/s).  The same C function, with no frame around it.
+    2 kernels × 10/s).  Here it is the same C function with no frame around
+    it, and the clock the selector's deadline is kept on.
     """
 
     time = staticmethod(time.monotonic)  # type: ignore[assignment]
 
-
-def _monotonic_clock(loop: asyncio.AbstractEventLoop) -> bool:
-    return type(loop).time in (asyncio.BaseEventLoop.time, ServerLoop.time)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The server's event loop: a `ServerLoop` whose selector can carry the read gate's deadline."""
-    selector = DeadlineSelector()
-    loop = ServerLoop(selector)
-    _selectors[loop] = selector
-    return loop
+    def __init__(self) -> None:
+        self.deadline_selector = DeadlineSelector()
+        super().__init__(self.deadline_selector)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on a loop from `new_event_loop` (Python 3.11+; plain asyncio.run before)."""
+    """`asyncio.run(main)` on a `ServerLoop` (Python 3.11+; plain asyncio.run before)."""
     if sys.version_info < (3, 11):
         return asyncio.run(main)
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=ServerLoop) as runner:
         return runner.run(main)
 
 
-def clock_for(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    """The loop's clock: `time.monotonic` itself (a C call, no Python frame) where that is what it is."""
-    return time.monotonic if _monotonic_clock(loop) else loop.time
-
-
 def make_deadline(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Deadline:
-    """The selector's deadline on a loop from `new_event_loop` (one per loop), else an asyncio timer."""
-    selector = _selectors.get(loop)
-    if selector is not None and selector.owner is None and _monotonic_clock(loop):
-        return _SelectorDeadline(loop, selector, callback)
+    """The selector's deadline on a `ServerLoop` (one per loop), else an asyncio timer."""
+    if isinstance(loop, ServerLoop) and loop.deadline_selector.owner is None:
+        return _SelectorDeadline(loop, loop.deadline_selector, callback)
     return _TimerHandleDeadline(loop, callback)

@@ -52,11 +52,11 @@ async def test_the_answer_releases_outputs_at_once_and_leaves_no_timer_behind() 
     gate = ReadGate(10.0)
     s = FakeSockets()
     gate.hold_for_reply(s)
-    assert s.held and gate._timer_at is not None
+    assert s.held and gate._due is not None
     gate.answer_arrived(s)
     assert not s.held
     # The only hold was released: the timer is cancelled, not left to wake the loop.
-    assert gate._timer_at is None and gate._heap == []
+    assert gate._due is None and gate._heap == []
     gate.answer_arrived(s)  # not held: nothing happens
     assert [e for e, _ in s.events] == ["hold", "release"]
     # A second kernel's later deadline takes over the timer when the first answers.
@@ -64,9 +64,9 @@ async def test_the_answer_releases_outputs_at_once_and_leaves_no_timer_behind() 
     gate.hold_for_reply(a)
     await asyncio.sleep(0.01)
     gate.hold_for_reply(b)
-    first = gate._timer_at
+    first = gate._due
     gate.answer_arrived(a)
-    assert gate._timer_at is not None and gate._timer_at > first and b.held
+    assert gate._due is not None and gate._due > first and b.held
     gate.close()
     assert not b.held
 
@@ -118,7 +118,7 @@ async def test_a_zero_window_never_holds() -> None:
     s = FakeSockets()
     gate.hold_for_reply(s)
     gate.after_output(s)
-    assert not s.held and s.events == [] and gate._timer_at is None and gate._heap == []
+    assert not s.held and s.events == [] and gate._due is None and gate._heap == []
 
 
 async def test_sockets_told_of_an_answer_release_as_answering_and_a_deadline_does_not() -> None:
