@@ -29,8 +29,8 @@ from zasperhub.auth.token import (
     generate_token,
     token_from_environment,
 )
+from zasperhub.platform import server_loop
 from zasperhub.platform.browser_ports import browsers_refuse
-from zasperhub.platform.kernels import deadline
 from zasperhub.platform.version import __version__
 from zasperhub.platform.web import routes
 from zasperhub.platform.web.base import is_poll, log_request
@@ -372,8 +372,8 @@ class ZasperApp(Application):
             self.subapp.start()
             return
         try:
-            # The loop's selector carries the read gate's deadline (platform/kernels/deadline.py).
-            deadline.run(self.serve())
+            # The server's own loop: the read gate's deadline in its selector, a lean pass (server_loop.py).
+            server_loop.run(self.serve())
         except StartupError as e:
             print(f"zasperhub: error: {e}", file=sys.stderr)
             sys.exit(1)

@@ -119,7 +119,7 @@ class ReadGate:
         clock = self._clock
         if clock is None:
             self._loop = asyncio.get_running_loop()
-            # On the server's loop this is time.monotonic itself (deadline.ServerLoop).
+            # On the server's loop this is time.monotonic itself (server_loop.ServerLoop).
             clock = self._clock = self._loop.time
         return clock()
 

@@ -9,7 +9,7 @@ measured no cheaper.  This form measured 4–5 % less server CPU per round
 trip than the asyncio timer at 2 kernels × 10/s, two servers side by side
 under the same load (benchmarks/results/cpu.md, session 14).
 
-How: the server's event loop (`ServerLoop`) has a selector that knows
+How: the server's event loop (server_loop.ServerLoop) has a selector that knows
 one deadline.  Setting or clearing it is an attribute store; when the loop
 is about to wait, the selector shortens the wait to the deadline, and when
 the wait ends past it, the callback is queued to run in that same pass of
@@ -23,12 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-import sys
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from collections.abc import Callable
 
 _monotonic = time.monotonic
 
@@ -78,7 +74,7 @@ class DeadlineSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
 
 
 class _SelectorDeadline(Deadline):
-    """The deadline a `ServerLoop`'s selector carries (on the loop's clock, `time.monotonic`)."""
+    """The deadline the server loop's selector carries (on the loop's clock, `time.monotonic`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, selector: DeadlineSelector,
                  callback: Callable[[], None]) -> None:
@@ -141,32 +137,14 @@ class _TimerHandleDeadline(Deadline):
         self._callback()
 
 
-class ServerLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
-    """The server's event loop: asyncio's selector loop on a `DeadlineSelector`, its clock called directly.
-
-    `BaseEventLoop.time` is a Python method returning `time.monotonic()`;
-    the loop reads it twice per pass (7 Python calls per round trip at
-    2 kernels × 10/s).  Here it is the same C function with no frame around
-    it, and the clock the selector's deadline is kept on.
-    """
-
-    time = staticmethod(time.monotonic)  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        self.deadline_selector = DeadlineSelector()
-        super().__init__(self.deadline_selector)
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on a `ServerLoop` (Python 3.11+; plain asyncio.run before)."""
-    if sys.version_info < (3, 11):
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=ServerLoop) as runner:
-        return runner.run(main)
-
-
 def make_deadline(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Deadline:
-    """The selector's deadline on a `ServerLoop` (one per loop), else an asyncio timer."""
-    if isinstance(loop, ServerLoop) and loop.deadline_selector.owner is None:
-        return _SelectorDeadline(loop, loop.deadline_selector, callback)
+    """The selector's deadline on the server's loop (one per loop), else an asyncio timer.
+
+    The server's loop (server_loop.ServerLoop) carries its `DeadlineSelector`
+    as `deadline_selector`, and its clock is `time.monotonic`, the clock the
+    selector keeps the deadline on.
+    """
+    selector = getattr(loop, "deadline_selector", None)
+    if isinstance(selector, DeadlineSelector) and selector.owner is None:
+        return _SelectorDeadline(loop, selector, callback)
     return _TimerHandleDeadline(loop, callback)

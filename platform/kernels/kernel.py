@@ -650,7 +650,11 @@ class ManagedKernel:
 
     def _flush_clients(self) -> None:
         for conn in list(self._connections.values()):
-            conn.send_queued()
+            sink = conn.native_sink
+            if sink is not None:
+                sink.flush()  # all send_queued would do for it
+            else:
+                conn.send_queued()
 
     # -- kernel → clients ----------------------------------------------------------------
     def _on_kernel_message(self, channel: str, frames: list[bytes]) -> None:

@@ -95,6 +95,9 @@ class DirectWebSocket(asyncio.Protocol):
         self.close_reason: str | None = None
         self.client_terminated = False  # the client's close frame came (or the connection is gone)
         self.server_terminated = False  # our close frame went out
+        # A compiled sink (native.make_sink) writing kernel messages straight to the
+        # transport, if one was attached: closed here when this side stops sending.
+        self.outgoing: Any = None
         self._loop = asyncio.get_running_loop()
         self.done: asyncio.Future[None] = self._loop.create_future()
         # An incomplete frame's bytes, and how many the buffer must hold before parsing again.
@@ -139,6 +142,7 @@ class DirectWebSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client_terminated = self.server_terminated = True
+        self._stop_outgoing()
         for timer in (self._close_timer, self._ping_timer):
             if timer is not None:
                 timer.cancel()
@@ -161,6 +165,19 @@ class DirectWebSocket(asyncio.Protocol):
         """Bytes accepted but not yet taken by the socket."""
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
+    def attach_outgoing(self, make: Any) -> Any:
+        """`make(write, buffered)` builds a sink that writes to the transport itself (no frame of ours
+        per write); it is closed when our close frame goes out or the connection ends.  Returns it."""
+        if self.transport is None or self.server_terminated:
+            return None
+        self.outgoing = make(self.transport.write, self.transport.get_write_buffer_size)
+        return self.outgoing
+
+    def _stop_outgoing(self) -> None:
+        outgoing, self.outgoing = self.outgoing, None
+        if outgoing is not None:
+            outgoing.close()
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Send our close frame (once); the connection ends when the client answers, or CLOSE_WAIT later."""
         transport = self.transport
@@ -172,6 +189,7 @@ class DirectWebSocket(asyncio.Protocol):
             payload = b"" if code is None else struct.pack("!H", code) + (reason or "").encode("utf-8")[:123]
             transport.write(encode_frame(_CLOSE, payload))
             self.server_terminated = True
+            self._stop_outgoing()  # nothing may follow our close frame
         if self.client_terminated:
             transport.close()
         elif self._close_timer is None:

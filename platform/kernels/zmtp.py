@@ -522,7 +522,10 @@ class ZMTPKernelSockets(Holdable):
     def batch_done(self, channel: str) -> None:
         if self.closed:
             return
-        self._flush()
+        try:
+            self._on_batch_end()  # as _flush, one frame less: this runs for every batch
+        except Exception:
+            log.exception("Error flushing kernel messages to clients")
         if channel == "iopub" and self.gate is not None and not self.held:
             self.gate.after_output(self)
 

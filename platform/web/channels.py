@@ -195,9 +195,12 @@ class KernelChannelsHandler(WebSocketHandler, BaseHandler):
         compiled sink (where built) encodes and writes everything after it."""
         self.send_queued()
         if not self._closed and self.codec is not None:
-            self.native_sink = native.make_sink(direct.write, direct.buffered, self._check_backlog,
-                                                self.zasper.kernel_registry.client_buffer_bytes,
-                                                self.codec.subprotocol == V1_SUBPROTOCOL)
+            limit = self.zasper.kernel_registry.client_buffer_bytes
+            v1 = self.codec.subprotocol == V1_SUBPROTOCOL
+            # The sink writes to the transport itself; the direct connection closes it
+            # the moment nothing more may be sent (our close frame, the end).
+            self.native_sink = direct.attach_outgoing(
+                lambda write, buffered: native.make_sink(write, buffered, self._check_backlog, limit, v1))
 
     def _check_backlog(self, pending: int) -> None:
         limit = self.zasper.kernel_registry.client_buffer_bytes

@@ -7,14 +7,21 @@ import time
 from collections.abc import Callable
 
 import pytest
+from zasperhub.platform import server_loop
 from zasperhub.platform.kernels import deadline
 from zasperhub.platform.kernels.coalesce import ReadGate
 from zasperhub.platform.kernels.deadline import _SelectorDeadline, _TimerHandleDeadline, make_deadline
 
 
+@pytest.fixture(autouse=True, params=["lean pass", "asyncio's pass"])
+def _loop_pass(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test on both passes of the server loop: each checks the selector's deadline in its own code."""
+    monkeypatch.setenv("ZASPERHUB_LEAN_LOOP", "1" if request.param == "lean pass" else "0")
+
+
 def _on_server_loop(body: Callable[[], object]) -> object:
     """Run the coroutine function `body` on a loop made as the server makes it."""
-    return deadline.run(body())  # type: ignore[arg-type]
+    return server_loop.run(body())  # type: ignore[arg-type]
 
 
 def _both(test: Callable[[Callable[[asyncio.AbstractEventLoop, Callable[[], None]], deadline.Deadline]], object]):
@@ -29,7 +36,7 @@ def _both(test: Callable[[Callable[[asyncio.AbstractEventLoop, Callable[[], None
 
     @pytest.mark.parametrize("form", ["selector", "timer"])
     def wrapper(form: str) -> None:
-        deadline.run(test(selector_form if form == "selector" else timer_form))  # type: ignore[arg-type]
+        server_loop.run(test(selector_form if form == "selector" else timer_form))  # type: ignore[arg-type]
 
     wrapper.__name__ = test.__name__
     return wrapper
