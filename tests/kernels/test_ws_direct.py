@@ -12,7 +12,8 @@ import asyncio
 import struct
 from typing import Any
 
-from zasperhub.platform.kernels import ws_direct
+import pytest
+from zasperhub.platform.kernels import native, ws_direct
 from zasperhub.platform.kernels.ws_direct import DirectWebSocket
 
 from tests.kernels.wsclient import masked_frame
@@ -147,3 +148,32 @@ async def test_a_handler_error_does_not_end_the_connection():
     ws.connection_made(transport)
     ws.data_received(masked_frame(0x1, b"a") + masked_frame(0x1, b"b"))
     assert ws.sink.messages == ["a", "b"] and not transport.closed
+
+
+async def test_an_attached_sink_writes_to_the_transport_and_stops_at_our_close_frame():
+    """The compiled sink writes straight to the transport; nothing of it follows our close frame."""
+    if not native.available():
+        pytest.skip("compiled path not built")
+    parts = [b'{"msg_type":"status"}', b"{}", b"{}", b'{"execution_state":"idle"}']
+
+    def sink_for(ws: DirectWebSocket) -> Any:
+        return ws.attach_outgoing(lambda write, buffered: native.make_sink(write, buffered, lambda n: None, 1 << 20, False))
+
+    ws, transport, _ = make()
+    sink = sink_for(ws)
+    sink.deliver("iopub", parts)
+    sink.flush()
+    frames = server_frames(bytes(transport.out))
+    assert len(frames) == 1 and frames[0][0] == 0x1 and b"execution_state" in frames[0][1]
+    ws.close(1001, "bye")
+    sink.deliver("iopub", parts)
+    sink.flush()
+    assert sink.closed and server_frames(bytes(transport.out))[-1] == (0x8, struct.pack("!H", 1001) + b"bye")
+    assert sink_for(ws) is None, "no sink once our close frame went out"
+    # The connection ending closes it too.
+    ws, transport, _ = make()
+    sink = sink_for(ws)
+    ws.connection_lost(None)
+    sink.deliver("iopub", parts)
+    sink.flush()
+    assert sink.closed and transport.out == b""
