@@ -16,8 +16,14 @@ round trip (benchmarks/results/cpu.md, session 15).
   wait, the events turned into ready callbacks and the callbacks run, in
   one Python frame and with the same steps, in the same order, as
   asyncio's.  In debug mode (slow-callback warnings), on other selectors,
-  on Python versions it was not checked against (3.11–3.13), or with
-  `ZASPERHUB_LEAN_LOOP=0`, asyncio's own pass runs instead.
+  on Pythons outside 3.11–3.13, or with `ZASPERHUB_LEAN_LOOP=0`, asyncio's
+  own pass runs instead.  (It was written against 3.11's asyncio and read
+  against CPython main's, whose pass takes the same steps; the tests run it
+  on 3.11 next to asyncio's and compare.)
+
+Measured: 201 → 171 Python calls per round trip at 2 kernels × 10/s, and
+asyncio's pass costing 1.06–1.08× this one in server CPU, two servers side
+by side under the same load (benchmarks/results/s15-ab).
 """
 
 from __future__ import annotations
