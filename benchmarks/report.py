@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,33 @@ def _pairs(records: list[dict[str, Any]], scenarios: tuple[str, ...]) -> list[tu
         if rec["scenario"] in scenarios:
             groups[(rec["scenario"], rec["kernels"], rec["rate"], rec["wire"])][rec["server"]] = rec
     return sorted(groups.items(), key=lambda kv: (scenarios.index(kv[0][0]), kv[0][3], kv[0][1] * max(kv[0][2], 1)))
+
+
+def repeat_lines(records: list[dict[str, Any]]) -> list[str]:
+    """For configurations run more than once (`run --repeat`): each repeat's server CPU per 1k round trips,
+    zasperhub / Jupyter Server, and the median of the ratios (the main table shows the last repeat)."""
+    groups: dict[tuple, dict[int, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    for rec in records:
+        if "repeat" in rec and rec["scenario"] in LOAD_SCENARIOS and "error" not in rec:
+            groups[(rec["scenario"], rec["kernels"], rec["rate"], rec["wire"])][rec["repeat"]][rec["server"]] = rec
+    out: list[str] = []
+    for (scen, k, r, wire), reps in sorted(groups.items(), key=lambda kv: (kv[0][3], kv[0][1], kv[0][2], kv[0][0])):
+        ratios = []
+        cells = []
+        for rep in sorted(reps):
+            zh, js = reps[rep].get("zasperhub", {}), reps[rep].get("jupyter-server", {})
+            a, b = zh.get("server_cpu_s_per_1000"), js.get("server_cpu_s_per_1000")
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+                ratios.append(a / b)
+                cells.append(_cell(a, b, 3))
+        if len(ratios) < 2:
+            continue
+        if not out:
+            out += ["", "Repeated configurations (servers' order swapped every repeat): server CPU-s per 1k round trips",
+                    "", "| scenario | config | wire | each repeat, zasperhub / jupyter-server | median ratio |",
+                    "|---|---|---|---|---|"]
+        out.append(f"| {scen} | {k}×{r} | {wire} | {' · '.join(cells)} | {statistics.median(ratios):.3f} |")
+    return out
 
 
 def _loss(rec: dict[str, Any] | None) -> str:
@@ -241,6 +269,7 @@ def markdown(run: dict[str, Any]) -> str:
                 f"({prof['samples']} samples, {prof['file']}):", "", "| self % | function | | inclusive % | function |", "|---|---|---|---|---|"]
         for (fs, ps), (fi, pi) in zip(prof["self_pct"][:12], prof["inclusive_pct"][:12]):
             out.append(f"| {ps} | `{fs}` | | {pi} | `{fi}` |")
+    out += repeat_lines(recs)
     out += recovery_lines(recs)
     out += soak_lines(recs)
     errors = [r for r in recs if "error" in r]

@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tag", default="", help="name for this run's files (default: a timestamp)")
     p.add_argument("--zasperhub-args", default="", help="extra command-line arguments for zasperhub")
     p.add_argument("--jupyter-server-args", default="", help="extra command-line arguments for jupyter-server")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run each configuration N times, the servers' order swapped every time; the report gives "
+                        "each repeat's ratio and their median (the host drifts between minutes)")
     p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
     p.add_argument("--profile", action="store_true",
                    help="sample each server with py-spy during the load (adds overhead; not for headline numbers)")
@@ -63,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.window = min(args.window, 3.0)
     if args.window <= 0:
         p.error("--window must be positive")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     if args.drain is None:
         args.drain = 5.0 if args.quick else max(5.0, args.window / 2)
     return args
@@ -85,14 +90,20 @@ def main(argv: list[str] | None = None) -> int:
             # Scenarios whose size is not a KERNELSxRATE pair keep their own.
             for kernels, rate in configs:
                 for wire in args.wires:
-                    for server in args.servers:
-                        label = f"{server:15s} {name} {kernels}x{rate} {wire}"
-                        print(f"[bench] {label} …", flush=True)
-                        rec = run_one(server, scenario, kernels, rate, wire, window=args.window, drain=args.drain,
-                                      env=env, server_args=extra[server],
-                                      profile_dir=args.out / "profiles" if args.profile else None)
-                        records.append(rec)
-                        print(f"[bench] {label}: {report.one_line(rec)}", flush=True)
+                    for rep in range(args.repeat):
+                        # Swapped every repeat: a host drifting between minutes favours neither server.
+                        order = args.servers if rep % 2 == 0 else args.servers[::-1]
+                        for server in order:
+                            label = f"{server:15s} {name} {kernels}x{rate} {wire}"
+                            if args.repeat > 1:
+                                label += f" (repeat {rep + 1}/{args.repeat})"
+                            print(f"[bench] {label} …", flush=True)
+                            rec = run_one(server, scenario, kernels, rate, wire, window=args.window, drain=args.drain,
+                                          env=env, server_args=extra[server],
+                                          profile_dir=args.out / "profiles" if args.profile else None)
+                            rec["repeat"] = rep
+                            records.append(rec)
+                            print(f"[bench] {label}: {report.one_line(rec)}", flush=True)
     finally:
         shutil.rmtree(env.base, ignore_errors=True)
     run = {"command": "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),

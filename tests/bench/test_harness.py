@@ -142,3 +142,5 @@ def test_bad_inputs_are_rejected_clearly() -> None:
     assert proc.returncode == 2 and "unknown server" in proc.stderr
     proc = run_harness("--configs", "8x", timeout=60)
     assert proc.returncode == 2 and "bad config" in proc.stderr
+    proc = run_harness("--repeat", "0", timeout=60)
+    assert proc.returncode == 2 and "--repeat must be at least 1" in proc.stderr
