@@ -34,7 +34,7 @@ from benchmarks.loadgen import ServerAPI
 from benchmarks.monitor import cpu_seconds
 from benchmarks.servers import TOKEN, BenchEnv, RunningServer
 from benchmarks.stats import LoadStats
-from benchmarks.workloads import open_kernels, open_loop
+from benchmarks.workloads import open_kernels, open_loop, teardown
 
 
 @contextmanager
@@ -85,11 +85,8 @@ async def measure(servers: list[RunningServer], args: argparse.Namespace) -> lis
                 results[k].append(round((cpu_seconds(proc) - cpu0[k]) * 1000 / trips, 4))
             print(f"window {window}: A {results[0][-1]:.3f}  B {results[1][-1]:.3f} ms per round trip", flush=True)
     finally:
-        for api, _, clients, sessions, _ in sides:
-            for c in clients:
-                await c.close()
-            for s in sessions:
-                await api.delete_session(s)
+        for api, stats, clients, sessions, _ in sides:
+            await teardown(api, clients, sessions, stats)
             await api.close()
     return results
 

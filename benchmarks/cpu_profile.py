@@ -35,7 +35,7 @@ from benchmarks.monitor import cpu_seconds
 from benchmarks.profiling import hot_spots
 from benchmarks.servers import TOKEN, BenchEnv, RunningServer
 from benchmarks.stats import LoadStats
-from benchmarks.workloads import open_kernels, open_loop
+from benchmarks.workloads import open_kernels, open_loop, teardown
 
 
 def thread_times(pid: int) -> dict[str, tuple[float, float]]:
@@ -181,10 +181,7 @@ async def measure(args: argparse.Namespace, server: RunningServer) -> dict[str, 
             thread: {k: round(v / trips, 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:10]}
             for thread, calls in syscalls.items()
         }
-    for c in clients:
-        await c.close()
-    for s in sessions:
-        await api.delete_session(s)
+    await teardown(api, clients, sessions, stats)
     await api.close()
     return report
 

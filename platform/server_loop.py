@@ -35,6 +35,7 @@ import select
 import selectors
 import sys
 import time
+from asyncio import format_helpers
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -144,6 +145,7 @@ class ServerLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
                     ready.append(writer)
         events = None  # type: ignore[assignment]
         if due is not None or scheduled:
+            # The deadline's check is DeadlineSelector.select's (asyncio's pass goes through that).
             now = _monotonic()
             if due is not None and now >= due and selector.owner is not None:
                 selector.due = None
@@ -186,8 +188,6 @@ class ServerLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
 
 def _report(loop: asyncio.AbstractEventLoop, handle: asyncio.Handle, exc: BaseException) -> None:
     """What `Handle._run` tells the loop's exception handler when a callback raises."""
-    from asyncio import format_helpers
-
     callback, args = handle._callback, handle._args  # type: ignore[attr-defined]
     context: dict[str, Any] = {
         "message": f"Exception in callback {format_helpers._format_callback_source(callback, args)}",

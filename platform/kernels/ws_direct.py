@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from tornado.iostream import IOStream
@@ -165,7 +166,7 @@ class DirectWebSocket(asyncio.Protocol):
         """Bytes accepted but not yet taken by the socket."""
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
-    def attach_outgoing(self, make: Any) -> Any:
+    def attach_outgoing(self, make: Callable[[Callable[[bytes], Any], Callable[[], int]], Any]) -> Any:
         """`make(write, buffered)` builds a sink that writes to the transport itself (no frame of ours
         per write); it is closed when our close frame goes out or the connection ends.  Returns it."""
         if self.transport is None or self.server_terminated:
