@@ -88,8 +88,8 @@ class KernelRegistry(LoggingConfigurable):
 
     kernel_transport = Enum(
         ["", "pyzmq", "zmtp"], "", config=True,
-        help="How the server talks to tcp kernels: 'zmtp' (the ZMQ wire protocol spoken on the event loop, "
-        "the default; less CPU per message) or 'pyzmq' (libzmq).  ipc and CurveZMQ-encrypted kernels always "
+        help="How the server talks to kernels: 'zmtp' (the ZMQ wire protocol spoken on the event loop over TCP "
+        "or ipc, the default; less CPU per message) or 'pyzmq' (libzmq).  CurveZMQ-encrypted kernels always "
         "use pyzmq.  Empty: the ZASPERHUB_KERNEL_TRANSPORT environment variable, else zmtp.",
     )
     # 7 (session 6, benchmarks/RESULTS.md): at 64×10 and 16×100 it kept

@@ -1,8 +1,8 @@
 """One kernel's ZMQ sockets, read straight from the event loop without per-message futures.
 
 Which implementation a kernel gets is chosen by `open_kernel_sockets`: the
-asyncio ZMTP transport (zmtp.py) for tcp kernels by default, these pyzmq
-sockets for ipc and CurveZMQ-encrypted kernels or when asked for
+asyncio ZMTP transport (zmtp.py) for tcp and ipc kernels by default, these pyzmq
+sockets for CurveZMQ-encrypted kernels or when asked for
 (`--KernelRegistry.kernel_transport=pyzmq` or `ZASPERHUB_KERNEL_TRANSPORT=pyzmq`).
 
 The sockets are plain (non-asyncio) pyzmq sockets used with NOBLOCK; the
@@ -277,13 +277,19 @@ async def wait_listening(info: dict[str, Any], timeout: float = 30.0) -> None:
     itself and the kernel's messages for it are dropped — seen as a lost
     stdin `input_request`.  Connecting the real sockets only after the
     ports listen rules that out; a probe that self-connects is released at
-    once (zero linger) and retried.
+    once (zero linger) and retried.  An ipc kernel is waited for the same way
+    on its Unix sockets: libzmq connecting before the kernel binds retries on
+    its own, but a stdin request sent before that retry is lost.
     """
-    if info.get("transport", "tcp") != "tcp":
-        return
-    host = tcp_host(info)
+    kind = info.get("transport", "tcp")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    if kind == "ipc":
+        await _wait_ipc_listening(info, loop, deadline)
+        return
+    if kind != "tcp":
+        return
+    host = tcp_host(info)
     for channel in ("shell", "iopub", "stdin", "control"):
         port = int(info[f"{channel}_port"])
         while loop.time() < deadline:
@@ -300,6 +306,20 @@ async def wait_listening(info: dict[str, Any], timeout: float = 30.0) -> None:
             if not mine:
                 break
     # Past the deadline the sockets connect anyway; the nudge reports a kernel that never answers.
+
+
+async def _wait_ipc_listening(info: dict[str, Any], loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    """`wait_listening` for an ipc kernel: each channel's Unix socket accepts a connection."""
+    for channel in ("shell", "iopub", "stdin", "control"):
+        path = f"{info['ip']}-{info[f'{channel}_port']}"
+        while loop.time() < deadline:
+            try:
+                _, writer = await asyncio.open_unix_connection(path)
+            except OSError:  # not bound yet (no file, or a stale one nobody listens on)
+                await asyncio.sleep(0.02)
+                continue
+            writer.transport.abort()
+            break
 
 
 #: Kernel transports `open_kernel_sockets` knows.
@@ -325,15 +345,15 @@ def open_kernel_sockets(
     """A kernel's channel sockets over the chosen transport (`KernelSockets` or `ZMTPKernelSockets`).
 
     `transport` None means the `ZASPERHUB_KERNEL_TRANSPORT` environment
-    variable, else `DEFAULT_TRANSPORT`.  "zmtp" (asyncio TCP, see zmtp.py)
-    applies to tcp kernels only; ipc kernels always use pyzmq.  `router`
+    variable, else `DEFAULT_TRANSPORT`.  "zmtp" (asyncio sockets, see zmtp.py)
+    applies to tcp and ipc kernels without CurveZMQ.  `router`
     (native.py) is used by the ZMTP transport only.
     """
     choice = transport or os.environ.get("ZASPERHUB_KERNEL_TRANSPORT", "") or DEFAULT_TRANSPORT
     if choice not in TRANSPORTS:
         raise ValueError(f"unknown kernel transport {choice!r}; choose one of {', '.join(TRANSPORTS)}")
     # ZMTP here speaks the NULL mechanism only: encrypted kernels go through libzmq.
-    if choice == "zmtp" and info.get("transport", "tcp") == "tcp" and curve_keys(info) is None:
+    if choice == "zmtp" and info.get("transport", "tcp") in ("tcp", "ipc") and curve_keys(info) is None:
         from zasperhub.platform.kernels.zmtp import ZMTPKernelSockets
 
         return ZMTPKernelSockets(info, identity, on_message, on_batch_end, gate, router)

@@ -1,6 +1,6 @@
-"""One kernel's channels spoken as ZMTP 3.0 (NULL mechanism) straight over asyncio TCP.
+"""One kernel's channels spoken as ZMTP 3.0 (NULL mechanism) straight over asyncio TCP or Unix sockets.
 
-One of the two kernel transports for tcp kernels (`zmqio.open_kernel_sockets`
+One of the two kernel transports (`zmqio.open_kernel_sockets`
 chooses), with the same interface as `zmqio.KernelSockets`.  With
 pyzmq every kernel message crosses two threads: libzmq's I/O thread reads the
 TCP socket, then signals the event loop thread through a mailbox (an eventfd
@@ -12,7 +12,8 @@ the deviation from "use pyzmq for ZMQ sockets".
 
 Scope, deliberately small: the client side of the four kernel channels
 (DEALER for shell/control/stdin, SUB subscribed to everything for iopub),
-TCP only — ipc kernels keep pyzmq — and the NULL security mechanism, which
+over TCP or, for ipc kernels, the Unix socket libzmq binds at
+`{ip}-{port}` (the same framing on a stream socket), and the NULL security mechanism, which
 is what Jupyter kernels use (messages are authenticated by their HMAC).
 Wire format (ZMTP 3.0, RFC 23): a 64-byte greeting, a READY command carrying
 `Socket-Type` and, for DEALERs, `Identity`; then frames of
@@ -158,11 +159,15 @@ class _Channel:
     """One channel: handshake, framing, reconnects."""
 
     def __init__(self, owner: ZMTPKernelSockets, channel: str, host: str, port: int, socket_type: str,
-                 identity: bytes | None) -> None:
+                 identity: bytes | None, ipc: bool = False) -> None:
         self.owner = owner
         self.channel = channel
         self.host = host
         self.port = port
+        #: An ipc kernel: `host` is the path prefix of its Unix sockets (jupyter_client's `ip`).
+        self.ipc = ipc
+        #: Where the kernel listens, for log lines.
+        self.where = f"{host}-{port}" if ipc else f"{host}:{port}"
         self.socket_type = socket_type
         self.identity = identity
         self.transport: asyncio.Transport | None = None
@@ -195,7 +200,10 @@ class _Channel:
             await asyncio.sleep(delay)
         while not self.closed:
             try:
-                family, address = await _resolve(loop, self.host, self.port)
+                if self.ipc:
+                    family, address = socket.AF_UNIX, self.where
+                else:
+                    family, address = await _resolve(loop, self.host, self.port)
                 sock = socket.socket(family, socket.SOCK_STREAM)
                 try:
                     sock.setblocking(False)
@@ -219,7 +227,7 @@ class _Channel:
             transport.abort()
             return
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.getsockname() == sock.getpeername():
+        if sock is not None and not self.ipc and sock.getsockname() == sock.getpeername():
             # TCP self-connect: retrying a port nobody listens on yet can draw
             # that same port as the ephemeral source port, and the socket then
             # connects to itself — holding the port the starting kernel is
@@ -247,8 +255,8 @@ class _Channel:
         self._handshake_timer = None
         if link is not self.link or self.ready or self.transport is None:
             return
-        log.warning("Kernel %s channel (%s:%d): no ZMTP handshake within %.0fs (%s); reconnecting", self.channel,
-                    self.host, self.port, HANDSHAKE_TIMEOUT,
+        log.warning("Kernel %s channel (%s): no ZMTP handshake within %.0fs (%s); reconnecting", self.channel,
+                    self.where, HANDSHAKE_TIMEOUT,
                     "greeting received, no READY" if self._greeted else f"{len(self._buf)} greeting bytes received")
         self.transport.abort()
 
@@ -267,7 +275,7 @@ class _Channel:
         self.ready = False
         self._cancel_handshake_timer()
         if not self.closed:
-            log.info("Kernel %s connection to %s:%d lost (%s); reconnecting", self.channel, self.host, self.port,
+            log.info("Kernel %s connection to %s lost (%s); reconnecting", self.channel, self.where,
                      exc or "closed by kernel")
             # Not at once: a peer that accepts and drops must not become a busy loop.
             self.start(RECONNECT_INTERVAL)
@@ -305,7 +313,7 @@ class _Channel:
         self.ready = True
         self._cancel_handshake_timer()
         assert self.transport is not None
-        log.info("ZMTP %s channel ready (%s:%d)", self.channel, self.host, self.port)
+        log.info("ZMTP %s channel ready (%s)", self.channel, self.where)
         if self.socket_type == "SUB":
             # Subscribe to every topic (ZMTP 3.0 subscription message).
             self.transport.write(b"".join(encode_frame(b"\x01")))
@@ -493,26 +501,28 @@ class _Channel:
 
 
 class ZMTPKernelSockets(Holdable):
-    """shell/control/stdin/iopub of one kernel over asyncio TCP (same interface as `KernelSockets`)."""
+    """shell/control/stdin/iopub of one kernel over asyncio TCP or Unix sockets (same interface as `KernelSockets`)."""
 
     CHANNELS = ("shell", "control", "stdin", "iopub")
 
     def __init__(self, info: dict[str, Any], identity: bytes, on_message: MessageCallback,
                  on_batch_end: Callable[[], None], gate: ReadGate | None = None, router: Any = None) -> None:
-        if info.get("transport", "tcp") != "tcp":
-            raise ValueError("ZMTP sockets support the tcp transport only")
+        kind = info.get("transport", "tcp")
+        if kind not in ("tcp", "ipc"):
+            raise ValueError(f"ZMTP sockets support the tcp and ipc transports, not {kind!r}")
         #: The compiled Router (native.py) that routes this kernel's common messages, or None.
         self.router = router
         self._on_message = on_message
         self._on_batch_end = on_batch_end
         super().__init__(gate)
-        host = tcp_host(info)
+        ipc = kind == "ipc"
+        host = info["ip"] if ipc else tcp_host(info)
         self.channels: dict[str, _Channel] = {}
         for channel in self.CHANNELS:
             sub = channel == "iopub"
             # The kernel addresses stdin requests to the shell identity, so all DEALERs share it.
             chan = _Channel(self, channel, host, int(info[f"{channel}_port"]), "SUB" if sub else "DEALER",
-                            None if sub else identity)
+                            None if sub else identity, ipc)
             self.channels[channel] = chan
             chan.start()
 

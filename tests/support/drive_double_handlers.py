@@ -149,18 +149,22 @@ def _split_multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], by
         raise DriveError(400, "badRequest", "Multipart body without boundary.")
     delimiter = b"--" + m.group(1).encode()
     chunks = body.split(delimiter)
+    # Line breaks are CRLF or, as google-api-python-client's email generator
+    # writes them, bare LF: the body's first delimiter line says which, so a
+    # payload that itself ends in CR keeps it.
+    eol = b"\r\n" if len(chunks) > 1 and chunks[1].startswith(b"\r\n") else b"\n"
     parts = []
     for chunk in chunks[1:]:
         if chunk.startswith(b"--"):
             break
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk[1:] if chunk.startswith(b"\n") else chunk
+        chunk = chunk[len(eol):] if chunk.startswith(eol) else chunk
         ends = [(i, sep) for sep in (b"\r\n\r\n", b"\n\n") if (i := chunk.find(sep)) >= 0]
         if not ends:
             raise DriveError(400, "badRequest", "Multipart part without headers.")
         i, sep = min(ends)
         head, payload = chunk[:i], chunk[i + len(sep):]
         # The delimiter is preceded by a line break that belongs to it, not to the payload.
-        payload = payload[:-2] if payload.endswith(b"\r\n") else payload[:-1] if payload.endswith(b"\n") else payload
+        payload = payload[: -len(eol)] if payload.endswith(eol) else payload
         headers = dict(line.split(":", 1) for line in head.decode("latin-1").splitlines() if ":" in line)
         ctype = next((v.strip() for k, v in headers.items() if k.strip().lower() == "content-type"), None)
         parts.append((ctype, payload))
