@@ -94,17 +94,24 @@ def curve_keys(info: dict[str, Any]) -> tuple[bytes, bytes, bytes] | None:
     return public, public, secret
 
 
+#: Kernel transports (jupyter_client's `transport`) whose channels are stream sockets ZMTP can speak over.
+STREAM_TRANSPORTS = ("tcp", "ipc")
+
+
+def ipc_path(info: dict[str, Any], channel: str) -> str:
+    """The Unix socket an ipc kernel's channel listens on (libzmq's `ipc://{ip}-{port}`)."""
+    return f"{info['ip']}-{info[f'{channel}_port']}"
+
+
 def channel_url(info: dict[str, Any], channel: str) -> str:
     """The ZMQ endpoint of a channel from a kernel's connection info."""
     transport = info.get("transport", "tcp")
-    ip = info.get("ip", "127.0.0.1")
-    port = info[f"{channel}_port"]
     if transport == "tcp":
         ip = tcp_host(info)
         if ":" in ip:
             ip = f"[{ip}]"
-        return f"tcp://{ip}:{port}"
-    return f"{transport}://{ip}-{port}"
+        return f"tcp://{ip}:{info[f'{channel}_port']}"
+    return f"{transport}://{ipc_path(info, channel)}"
 
 
 class KernelSockets(Holdable):
@@ -282,44 +289,29 @@ async def wait_listening(info: dict[str, Any], timeout: float = 30.0) -> None:
     its own, but a stdin request sent before that retry is lost.
     """
     kind = info.get("transport", "tcp")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    if kind == "ipc":
-        await _wait_ipc_listening(info, loop, deadline)
-        return
-    if kind != "tcp":
+    if kind not in STREAM_TRANSPORTS:
         return
     host = tcp_host(info)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     for channel in ("shell", "iopub", "stdin", "control"):
-        port = int(info[f"{channel}_port"])
         while loop.time() < deadline:
             try:
-                _, writer = await asyncio.open_connection(host, port)
-            except OSError:
+                if kind == "ipc":
+                    _, writer = await asyncio.open_unix_connection(ipc_path(info, channel))
+                else:
+                    _, writer = await asyncio.open_connection(host, int(info[f"{channel}_port"]))
+            except OSError:  # not bound yet (for ipc: no file, or a stale one nobody listens on)
                 await asyncio.sleep(0.02)
                 continue
             sock = writer.get_extra_info("socket")
-            mine = sock is not None and sock.getsockname() == sock.getpeername()
-            if sock is not None:
+            mine = kind == "tcp" and sock is not None and sock.getsockname() == sock.getpeername()
+            if mine:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
             if not mine:
                 break
     # Past the deadline the sockets connect anyway; the nudge reports a kernel that never answers.
-
-
-async def _wait_ipc_listening(info: dict[str, Any], loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-    """`wait_listening` for an ipc kernel: each channel's Unix socket accepts a connection."""
-    for channel in ("shell", "iopub", "stdin", "control"):
-        path = f"{info['ip']}-{info[f'{channel}_port']}"
-        while loop.time() < deadline:
-            try:
-                _, writer = await asyncio.open_unix_connection(path)
-            except OSError:  # not bound yet (no file, or a stale one nobody listens on)
-                await asyncio.sleep(0.02)
-                continue
-            writer.transport.abort()
-            break
 
 
 #: Kernel transports `open_kernel_sockets` knows.
@@ -353,7 +345,7 @@ def open_kernel_sockets(
     if choice not in TRANSPORTS:
         raise ValueError(f"unknown kernel transport {choice!r}; choose one of {', '.join(TRANSPORTS)}")
     # ZMTP here speaks the NULL mechanism only: encrypted kernels go through libzmq.
-    if choice == "zmtp" and info.get("transport", "tcp") in ("tcp", "ipc") and curve_keys(info) is None:
+    if choice == "zmtp" and info.get("transport", "tcp") in STREAM_TRANSPORTS and curve_keys(info) is None:
         from zasperhub.platform.kernels.zmtp import ZMTPKernelSockets
 
         return ZMTPKernelSockets(info, identity, on_message, on_batch_end, gate, router)

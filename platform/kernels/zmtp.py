@@ -45,8 +45,10 @@ from zasperhub.platform.kernels.coalesce import Holdable, ReadGate
 from zasperhub.platform.kernels.iopub_poll import ENDED, READABLE, IopubPoller, poller_for
 from zasperhub.platform.kernels.zmqio import (
     DELIMITER,
+    STREAM_TRANSPORTS,
     MessageCallback,
     deliver_frames,
+    ipc_path,
     tcp_host,
 )
 
@@ -159,15 +161,15 @@ class _Channel:
     """One channel: handshake, framing, reconnects."""
 
     def __init__(self, owner: ZMTPKernelSockets, channel: str, host: str, port: int, socket_type: str,
-                 identity: bytes | None, ipc: bool = False) -> None:
+                 identity: bytes | None, path: str | None = None) -> None:
         self.owner = owner
         self.channel = channel
         self.host = host
         self.port = port
-        #: An ipc kernel: `host` is the path prefix of its Unix sockets (jupyter_client's `ip`).
-        self.ipc = ipc
+        #: An ipc kernel's Unix socket for this channel (None: TCP to host:port).
+        self.path = path
         #: Where the kernel listens, for log lines.
-        self.where = f"{host}-{port}" if ipc else f"{host}:{port}"
+        self.where = path or f"{host}:{port}"
         self.socket_type = socket_type
         self.identity = identity
         self.transport: asyncio.Transport | None = None
@@ -200,8 +202,8 @@ class _Channel:
             await asyncio.sleep(delay)
         while not self.closed:
             try:
-                if self.ipc:
-                    family, address = socket.AF_UNIX, self.where
+                if self.path is not None:
+                    family, address = socket.AF_UNIX, self.path
                 else:
                     family, address = await _resolve(loop, self.host, self.port)
                 sock = socket.socket(family, socket.SOCK_STREAM)
@@ -227,7 +229,7 @@ class _Channel:
             transport.abort()
             return
         sock = transport.get_extra_info("socket")
-        if sock is not None and not self.ipc and sock.getsockname() == sock.getpeername():
+        if sock is not None and self.path is None and sock.getsockname() == sock.getpeername():
             # TCP self-connect: retrying a port nobody listens on yet can draw
             # that same port as the ephemeral source port, and the socket then
             # connects to itself — holding the port the starting kernel is
@@ -508,7 +510,7 @@ class ZMTPKernelSockets(Holdable):
     def __init__(self, info: dict[str, Any], identity: bytes, on_message: MessageCallback,
                  on_batch_end: Callable[[], None], gate: ReadGate | None = None, router: Any = None) -> None:
         kind = info.get("transport", "tcp")
-        if kind not in ("tcp", "ipc"):
+        if kind not in STREAM_TRANSPORTS:
             raise ValueError(f"ZMTP sockets support the tcp and ipc transports, not {kind!r}")
         #: The compiled Router (native.py) that routes this kernel's common messages, or None.
         self.router = router
@@ -516,13 +518,13 @@ class ZMTPKernelSockets(Holdable):
         self._on_batch_end = on_batch_end
         super().__init__(gate)
         ipc = kind == "ipc"
-        host = info["ip"] if ipc else tcp_host(info)
+        host = tcp_host(info)
         self.channels: dict[str, _Channel] = {}
         for channel in self.CHANNELS:
             sub = channel == "iopub"
             # The kernel addresses stdin requests to the shell identity, so all DEALERs share it.
             chan = _Channel(self, channel, host, int(info[f"{channel}_port"]), "SUB" if sub else "DEALER",
-                            None if sub else identity, ipc)
+                            None if sub else identity, ipc_path(info, channel) if ipc else None)
             self.channels[channel] = chan
             chan.start()
 

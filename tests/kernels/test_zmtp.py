@@ -2,8 +2,8 @@
 
 Real ipykernel kernels (started with jupyter_client) on every channel —
 shell, control, stdin, iopub — with a 10 MB output, kill -9 and restart on
-the same ports (the channels reconnect by themselves), ipc kernels over
-both transports, a libzmq ROUTER/PUB peer for framing edge cases, and a peer that
+the same ports (the channels reconnect by themselves), each on tcp and
+ipc kernels, a libzmq ROUTER/PUB peer for framing edge cases, and a peer that
 speaks garbage.  The server itself over this transport is covered at the
 end, over both transports (`ZASPERHUB_KERNEL_TRANSPORT`).  Byte-level
 handshake and reconnect cases are in test_zmtp_peer.py; a kernel that lost
@@ -143,9 +143,11 @@ async def ready_peer(manager: AsyncKernelManager, transport: str) -> AsyncIterat
         peer.sockets.close()
 
 
-@pytest.fixture
-async def kernel(tmp_path) -> AsyncIterator[AsyncKernelManager]:
-    km = AsyncKernelManager(kernel_name="python3", connection_file=str(tmp_path / "kernel.json"))
+@pytest.fixture(params=["tcp", "ipc"])
+async def kernel(tmp_path, request) -> AsyncIterator[AsyncKernelManager]:
+    """A python3 kernel on TCP ports or on ipc (libzmq's Unix sockets at `{ip}-{port}`)."""
+    options = {"transport": "ipc", "ip": str(tmp_path / "k")} if request.param == "ipc" else {}
+    km = AsyncKernelManager(kernel_name="python3", connection_file=str(tmp_path / "kernel.json"), **options)
     await km.start_kernel()
     try:
         yield km
@@ -206,46 +208,6 @@ async def test_channels_reconnect_after_kill_and_restart(kernel, transport):
         assert int(await peer.result_of(msg_id)) != pid
         msg_id = peer.send("control", "kernel_info_request", {})
         assert (await peer.reply_to(msg_id, "kernel_info_reply"))["status"] == "ok"
-
-
-@pytest.fixture
-async def ipc_kernel(tmp_path) -> AsyncIterator[AsyncKernelManager]:
-    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "k"),
-                            connection_file=str(tmp_path / "kernel.json"))
-    await km.start_kernel()
-    try:
-        yield km
-    finally:
-        await km.shutdown_kernel(now=True)
-
-
-@TRANSPORTS
-async def test_ipc_kernel_every_channel_and_reconnect(ipc_kernel, transport):
-    """An ipc kernel (libzmq's Unix sockets at `{ip}-{port}`) over both transports, through a kill -9."""
-    async with ready_peer(ipc_kernel, transport) as peer:
-        assert isinstance(peer.sockets, ZMTPKernelSockets if transport == "zmtp" else KernelSockets)
-        msg_id = peer.send("control", "kernel_info_request", {})
-        assert (await peer.reply_to(msg_id, "kernel_info_reply"))["status"] == "ok"
-        msg_id = peer.send("shell", "execute_request", execute_content("print('z' * 1_000_000); import os; os.getpid()"))
-        pid = int(await peer.result_of(msg_id))
-        await peer.idle_after(msg_id)
-        text = "".join(
-            orjson.loads(parts[3])["text"] for ch, parts in peer.received
-            if ch == "iopub" and orjson.loads(parts[1]).get("msg_id") == msg_id and b'"stream"' in parts[0]
-        )
-        assert text == "z" * 1_000_000 + "\n"
-        msg_id = peer.send("shell", "execute_request", execute_content("input('name? ')", allow_stdin=True))
-        _, request, _, _ = await peer.wait(lambda ch, h, p, c: ch == "stdin" and h["msg_type"] == "input_request")
-        peer.send("stdin", "input_reply", {"value": "unix"}, parent=request)
-        assert await peer.result_of(msg_id) == "'unix'"
-        # The socket files go away with the process and come back with the restart:
-        # the same sockets object reconnects on its own.
-        os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.5)
-        await ipc_kernel.restart_kernel(now=True)
-        await kernel_info_until_ready(peer)
-        msg_id = peer.send("shell", "execute_request", execute_content("import os; os.getpid()"))
-        assert int(await peer.result_of(msg_id)) != pid
 
 
 def test_unknown_transport_is_refused():
